@@ -1,0 +1,18 @@
+//! Herald's domain: what a notification is, who receives it, where a reader stands in a feed,
+//! and the rules a request must follow. No I/O lives here, so every rule is testable alone.
+
+pub mod event;
+pub mod limits;
+pub mod names;
+pub mod notification;
+pub mod position;
+pub mod publish;
+pub mod time;
+pub mod validation;
+
+pub use event::{EventBody, FeedEvent};
+pub use limits::Limits;
+pub use notification::{Channel, ChannelSet, Notification, NotificationView, Priority, Recipients};
+pub use position::{Cursor, Position};
+pub use publish::PublishRequest;
+pub use validation::{FieldError, ValidationError};

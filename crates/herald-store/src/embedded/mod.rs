@@ -1,0 +1,281 @@
+//! The embedded engine: one data directory, no server. Built on fjall (an LSM tree with an
+//! atomic, journaled write batch), with all writes funnelled through one writer thread.
+
+mod keys;
+mod lanes;
+mod overlay;
+mod reads;
+mod records;
+mod state;
+mod writer;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fjall::{Database, KeyspaceCreateOptions, PersistMode};
+use herald_core::{Cursor, FeedEvent, Notification, Position};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use self::lanes::Lanes;
+use self::overlay::backend;
+use self::records::*;
+use self::state::GlobalState;
+use self::writer::{Op, Writer, job_id};
+use crate::*;
+
+/// Tunables of the embedded engine (`[store]` in `herald.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedOptions {
+    /// Most entries kept per user inbox; the oldest are dropped past it.
+    pub inbox_max: usize,
+    /// Most notifications to everyone kept in the global feed.
+    pub global_max: usize,
+    /// Most read/archive actions kept per user for stream resume.
+    pub changes_max: usize,
+    /// How long an idempotency key is remembered, in milliseconds.
+    pub idempotency_ttl_ms: i64,
+    /// How long a notification's content is kept, in milliseconds.
+    pub notification_retention_ms: i64,
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            inbox_max: 1000,
+            global_max: 1000,
+            changes_max: 200,
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            notification_retention_ms: 90 * 24 * 3600 * 1000,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Capacity of the queue of pending writes; callers wait when it is full.
+const OPS_QUEUE: usize = 16 * 1024;
+/// Capacity of the live event channel to the realtime hub.
+const LIVE_QUEUE: usize = 64 * 1024;
+
+pub struct EmbeddedStore {
+    db: Database,
+    keyspaces: Vec<fjall::Keyspace>,
+    options: EmbeddedOptions,
+    ops: mpsc::Sender<Op>,
+    global: Arc<RwLock<GlobalState>>,
+    lanes: Arc<Lanes>,
+    live_rx: Mutex<Option<mpsc::Receiver<FeedEvent>>>,
+    live_enabled: Arc<AtomicBool>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`, recovering queued jobs and the global feed.
+    pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
+        std::fs::create_dir_all(dir.as_ref()).map_err(backend)?;
+        let db = Database::builder(dir.as_ref())
+            .cache_size(options.cache_bytes)
+            .worker_threads(2)
+            .open()
+            .map_err(backend)?;
+        let keyspaces = KEYSPACES
+            .iter()
+            .map(|name| db.keyspace(name, KeyspaceCreateOptions::default))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let global = load_global(&keyspaces)?;
+        let (jobs, last_job_seq) = load_jobs(&keyspaces)?;
+        let lanes = Arc::new(Lanes::default());
+        lanes.push(jobs);
+        let global_shared = Arc::new(RwLock::new(global.clone()));
+        let (ops_tx, ops_rx) = mpsc::channel(OPS_QUEUE);
+        let (live_tx, live_rx) = mpsc::channel(LIVE_QUEUE);
+        let live_enabled = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            db: db.clone(),
+            keyspaces: keyspaces.clone(),
+            options: options.clone(),
+            global,
+            shared_global: global_shared.clone(),
+            lanes: lanes.clone(),
+            live: live_tx,
+            live_enabled: live_enabled.clone(),
+            last_job_seq,
+        };
+        std::thread::Builder::new()
+            .name("herald-store-writer".into())
+            .spawn(move || writer.run(ops_rx))
+            .map_err(backend)?;
+        Ok(Self {
+            db,
+            keyspaces,
+            options,
+            ops: ops_tx,
+            global: global_shared,
+            lanes,
+            live_rx: Mutex::new(Some(live_rx)),
+            live_enabled,
+        })
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.ops.send(op(tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn global(&self) -> GlobalState {
+        self.global.read().expect("global lock").clone()
+    }
+}
+
+fn load_global(keyspaces: &[fjall::Keyspace]) -> Result<GlobalState> {
+    let mut global = GlobalState::default();
+    for guard in keyspaces[GLOBAL].iter() {
+        let (key, value) = guard.into_inner().map_err(backend)?;
+        let gseq = u64::from_be_bytes(key.as_ref().try_into().map_err(backend)?);
+        global.entries.push_back((gseq, Entry::decode(&value)?.flags.inbox));
+    }
+    global.head = global.entries.back().map_or(0, |(g, _)| *g);
+    global.floor = global.entries.front().map_or(global.head, |(g, _)| g - 1);
+    Ok(global)
+}
+
+fn load_jobs(keyspaces: &[fjall::Keyspace]) -> Result<(Vec<Job>, u64)> {
+    let mut jobs = Vec::new();
+    let mut last_seq = 0;
+    for guard in keyspaces[QUEUE].iter() {
+        let (key, value) = guard.into_inner().map_err(backend)?;
+        let lane = key[0];
+        let seq = u64::from_be_bytes(key[1..].try_into().map_err(backend)?);
+        last_seq = last_seq.max(seq);
+        let record: JobRecord = from_json(&value)?;
+        let Some(raw) = keyspaces[NOTIFICATIONS].get(record.notification.as_bytes()).map_err(backend)? else {
+            tracing::warn!(notification = %record.notification, "queued job without its notification; skipped");
+            continue;
+        };
+        let notification: Notification = from_json(&raw)?;
+        jobs.push(Job {
+            id: job_id(lane, seq),
+            lane: notification.priority,
+            notification: Arc::new(notification),
+            cursor: record.cursor,
+        });
+    }
+    if !jobs.is_empty() {
+        tracing::info!(jobs = jobs.len(), "resuming queued work from the last run");
+    }
+    Ok((jobs, last_seq))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn accept(&self, accept: Accept) -> Result<Accepted> {
+        self.call(|r| Op::Accept(Box::new(accept), r)).await
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<Arc<Notification>>> {
+        reads::notification(&self.keyspaces, id)
+    }
+
+    async fn next_jobs(&self, max: usize, wait: Duration) -> Result<Vec<Job>> {
+        Ok(self.lanes.take(max, wait).await)
+    }
+
+    async fn checkpoint_job(&self, job: &JobId, cursor: &str) -> Result<()> {
+        self.call(|r| Op::Checkpoint(job.clone(), cursor.to_owned(), r)).await
+    }
+
+    async fn finish_jobs(&self, jobs: &[JobId]) -> Result<()> {
+        self.call(|r| Op::FinishJobs(jobs.to_vec(), r)).await
+    }
+
+    async fn queue_depths(&self) -> Result<[u64; 3]> {
+        Ok(self.lanes.depths())
+    }
+
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Delivered>> {
+        self.call(|r| Op::Deliver(deliveries.to_vec(), r)).await
+    }
+
+    async fn deliver_global(&self, notification: Arc<Notification>, flags: EntryFlags) -> Result<u64> {
+        self.call(|r| Op::DeliverGlobal(notification, flags, r)).await
+    }
+
+    async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {
+        reads::inbox_page(&self.db, &self.keyspaces, &self.global(), user, before, limit)
+    }
+
+    async fn unread(&self, user: &str) -> Result<u64> {
+        let meta = reads::user_meta(&self.db.snapshot(), &self.keyspaces, user)?;
+        Ok(meta.unread + self.global().unread_for(&meta))
+    }
+
+    async fn mark_read(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
+        self.call(|r| Op::MarkRead(user.to_owned(), id.to_owned(), r)).await
+    }
+
+    async fn mark_all_read(&self, user: &str) -> Result<Change> {
+        self.call(|r| Op::MarkAllRead(user.to_owned(), r)).await
+    }
+
+    async fn archive(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
+        self.call(|r| Op::Archive(user.to_owned(), id.to_owned(), r)).await
+    }
+
+    async fn head(&self, user: &str) -> Result<Position> {
+        let meta = reads::user_meta(&self.db.snapshot(), &self.keyspaces, user)?;
+        Ok(Position::new(meta.seq, self.global().head))
+    }
+
+    async fn replay(&self, user: &str, after: Position, max: usize) -> Result<Replay> {
+        reads::replay(&self.db, &self.keyspaces, &self.global(), user, after, max)
+    }
+
+    async fn subscribe(&self, topic: &str, users: &[String]) -> Result<u64> {
+        self.call(|r| Op::Subscribe(topic.to_owned(), users.to_vec(), r)).await
+    }
+
+    async fn unsubscribe(&self, topic: &str, users: &[String]) -> Result<u64> {
+        self.call(|r| Op::Unsubscribe(topic.to_owned(), users.to_vec(), r)).await
+    }
+
+    async fn subscribers(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        reads::subscribers(&self.keyspaces, topic, after, limit)
+    }
+
+    fn live_events(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        let rx = self.live_rx.lock().expect("live lock").take();
+        if rx.is_some() {
+            self.live_enabled.store(true, Ordering::Release);
+        }
+        rx
+    }
+
+    async fn purge_expired(&self, now_ms: i64) -> Result<PurgeReport> {
+        self.call(|r| Op::Purge(now_ms, r)).await
+    }
+
+    async fn health(&self) -> Result<()> {
+        if self.ops.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.call(Op::Sync).await?;
+        self.db.persist(PersistMode::SyncData).map_err(backend)
+    }
+}
+
+impl EmbeddedStore {
+    pub fn options(&self) -> &EmbeddedOptions {
+        &self.options
+    }
+}

@@ -1,0 +1,110 @@
+//! Encodings of the embedded engine's stored values.
+
+use serde::{Deserialize, Serialize};
+
+use super::overlay::backend;
+use crate::{EntryFlags, Result};
+use herald_core::EventBody;
+
+pub const NOTIFICATIONS: usize = 0;
+pub const IDEMPOTENCY: usize = 1;
+pub const IDEMPOTENCY_BY_TIME: usize = 2;
+pub const QUEUE: usize = 3;
+pub const USERS: usize = 4;
+pub const INBOX: usize = 5;
+pub const INBOX_IDS: usize = 6;
+pub const CHANGES: usize = 7;
+pub const GLOBAL: usize = 8;
+pub const GLOBAL_IDS: usize = 9;
+pub const TOPICS: usize = 10;
+
+/// Keyspace names, indexed by the constants above.
+pub const KEYSPACES: [&str; 11] = [
+    "notifications",
+    "idempotency",
+    "idempotency_by_time",
+    "queue",
+    "users",
+    "inbox",
+    "inbox_ids",
+    "changes",
+    "global",
+    "global_ids",
+    "topics",
+];
+
+/// A feed entry: `[flags, read] + notification id`.
+pub struct Entry {
+    pub flags: EntryFlags,
+    pub read: bool,
+    pub id: String,
+}
+
+impl Entry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(2 + self.id.len());
+        v.push(self.flags.bits());
+        v.push(u8::from(self.read));
+        v.extend_from_slice(self.id.as_bytes());
+        v
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < 2 {
+            return Err(backend("corrupt feed entry"));
+        }
+        Ok(Self {
+            flags: EntryFlags::from_bits(bytes[0]),
+            read: bytes[1] != 0,
+            id: String::from_utf8(bytes[2..].to_vec()).map_err(backend)?,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub fingerprint: String,
+    pub id: String,
+    pub at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct JobRecord {
+    pub notification: String,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// A user's action as kept in their change log.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum ChangeRecord {
+    Read { id: String },
+    ReadAll,
+    Archived { id: String },
+}
+
+impl ChangeRecord {
+    pub fn body(self) -> EventBody {
+        match self {
+            ChangeRecord::Read { id } => EventBody::Read { id },
+            ChangeRecord::ReadAll => EventBody::ReadAll,
+            ChangeRecord::Archived { id } => EventBody::Archived { id },
+        }
+    }
+}
+
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records always serialize")
+}
+
+pub fn from_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(backend)
+}
+
+/// `at (big-endian) + key`: idempotency keys in the order they expire.
+pub fn idempotency_time_key(at: i64, key: &str) -> Vec<u8> {
+    let mut k = (at as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}

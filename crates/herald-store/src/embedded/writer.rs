@@ -1,0 +1,528 @@
+//! The single writer thread of the embedded engine.
+//!
+//! Every write goes through here. Operations that arrive together are applied to one overlay and
+//! committed as one atomic fjall batch, with one `fdatasync` when the batch holds an accept (group
+//! commit). Sequence numbers are assigned in commit order, and live events leave in that order,
+//! so readers can resume by sequence number without gaps.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use fjall::{Database, Keyspace, PersistMode};
+use herald_core::event::Feed;
+use herald_core::{EventBody, FeedEvent, Notification};
+use tokio::sync::{mpsc, oneshot};
+
+use super::EmbeddedOptions;
+use super::keys::{self, seq_suffix, user_key, user_prefix, user_seq};
+use super::lanes::Lanes;
+use super::overlay::{Overlay, backend};
+use super::records::*;
+use super::state::{GlobalState, UserMeta};
+use crate::{
+    Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId, PurgeReport, Result,
+    StoreError,
+};
+
+pub type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// Most operations folded into one batch; bounds a batch's memory and latency.
+const MAX_OPS_PER_BATCH: usize = 2048;
+/// Most entries one purge pass removes, so a purge never stalls other writes for long.
+const MAX_PURGE_PER_PASS: usize = 10_000;
+
+pub enum Op {
+    Accept(Box<Accept>, Reply<Accepted>),
+    Deliver(Vec<Delivery>, Reply<Vec<Delivered>>),
+    DeliverGlobal(Arc<Notification>, EntryFlags, Reply<u64>),
+    MarkRead(String, String, Reply<ChangeOutcome>),
+    MarkAllRead(String, Reply<Change>),
+    Archive(String, String, Reply<ChangeOutcome>),
+    Subscribe(String, Vec<String>, Reply<u64>),
+    Unsubscribe(String, Vec<String>, Reply<u64>),
+    Checkpoint(JobId, String, Reply<()>),
+    FinishJobs(Vec<JobId>, Reply<()>),
+    Purge(i64, Reply<PurgeReport>),
+    Sync(Reply<()>),
+}
+
+/// Sends an op's result once the batch it belongs to is committed (or failed).
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn completion<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Completion {
+    Box::new(move |failed| {
+        let _ = reply.send(match failed {
+            Some(e) => Err(e.clone()),
+            None => result,
+        });
+    })
+}
+
+pub struct Writer {
+    pub db: Database,
+    pub keyspaces: Vec<Keyspace>,
+    pub options: EmbeddedOptions,
+    /// The writer's own copy of the global feed state; readers see `shared_global`.
+    pub global: GlobalState,
+    pub shared_global: Arc<RwLock<GlobalState>>,
+    pub lanes: Arc<Lanes>,
+    pub live: mpsc::Sender<FeedEvent>,
+    pub live_enabled: Arc<AtomicBool>,
+    pub last_job_seq: u64,
+}
+
+/// What one batch builds up before it commits.
+struct Batch<'a> {
+    overlay: Overlay<'a>,
+    metas: HashMap<String, UserMeta>,
+    global: Option<GlobalState>,
+    events: Vec<FeedEvent>,
+    jobs: Vec<Job>,
+    durable: bool,
+}
+
+impl<'a> Batch<'a> {
+    fn meta(&mut self, user: &str) -> Result<&mut UserMeta> {
+        if !self.metas.contains_key(user) {
+            let meta = match self.overlay.get(USERS, user.as_bytes())? {
+                Some(raw) => from_json(&raw)?,
+                None => UserMeta::default(),
+            };
+            self.metas.insert(user.to_owned(), meta);
+        }
+        Ok(self.metas.get_mut(user).expect("just inserted"))
+    }
+}
+
+impl Writer {
+    pub fn run(mut self, mut ops: mpsc::Receiver<Op>) {
+        while let Some(first) = ops.blocking_recv() {
+            let mut batch_ops = vec![first];
+            while batch_ops.len() < MAX_OPS_PER_BATCH {
+                match ops.try_recv() {
+                    Ok(op) => batch_ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch_ops);
+        }
+        let _ = self.db.persist(PersistMode::SyncData);
+    }
+
+    fn process(&mut self, ops: Vec<Op>) {
+        let keyspaces = self.keyspaces.clone();
+        let mut batch = Batch {
+            overlay: Overlay::new(&keyspaces),
+            metas: HashMap::new(),
+            global: None,
+            events: Vec::new(),
+            jobs: Vec::new(),
+            durable: false,
+        };
+        let mut done: Vec<Completion> = Vec::with_capacity(ops.len());
+        let mut failure: Option<StoreError> = None;
+        for op in ops {
+            if failure.is_some() {
+                done.push(self.fail_op(op));
+                continue;
+            }
+            match self.apply(&mut batch, op) {
+                Ok(c) => done.push(c),
+                Err((e, c)) => {
+                    failure = Some(e);
+                    done.push(c);
+                }
+            }
+        }
+        let Batch { overlay, metas, global, events, jobs, durable } = batch;
+        if failure.is_none() {
+            failure = self.commit(overlay, metas, durable).err();
+        }
+        if failure.is_none() {
+            if let Some(global) = global {
+                *self.shared_global.write().expect("global lock") = global.clone();
+                self.global = global;
+            }
+            self.lanes.push(jobs);
+            if self.live_enabled.load(Ordering::Acquire) {
+                for event in events {
+                    if self.live.blocking_send(event).is_err() {
+                        break;
+                    }
+                }
+            }
+        } else if let Some(e) = &failure {
+            tracing::error!(error = %e, "storage batch failed; its operations were not applied");
+        }
+        for c in done {
+            c(failure.as_ref());
+        }
+    }
+
+    fn commit(&self, mut overlay: Overlay<'_>, metas: HashMap<String, UserMeta>, durable: bool) -> Result<()> {
+        for (user, meta) in metas {
+            overlay.put(USERS, user.into_bytes(), to_json(&meta));
+        }
+        if overlay.is_empty() && !durable {
+            return Ok(());
+        }
+        let durability = durable.then_some(PersistMode::SyncData);
+        overlay.into_batch(self.db.batch()).durability(durability).commit().map_err(backend)
+    }
+
+    /// Applies one op. A storage failure aborts the whole batch: it is returned with the op's completion.
+    fn apply(&mut self, b: &mut Batch<'_>, op: Op) -> std::result::Result<Completion, (StoreError, Completion)> {
+        macro_rules! run {
+            ($reply:expr, $result:expr) => {{
+                match $result {
+                    Err(StoreError::Backend(e)) => {
+                        let e = StoreError::Backend(e);
+                        Err((e.clone(), completion($reply, Err(e))))
+                    }
+                    other => Ok(completion($reply, other)),
+                }
+            }};
+        }
+        match op {
+            Op::Accept(a, reply) => run!(reply, self.accept(b, *a)),
+            Op::Deliver(d, reply) => run!(reply, self.deliver(b, d)),
+            Op::DeliverGlobal(n, flags, reply) => run!(reply, self.deliver_global(b, n, flags)),
+            Op::MarkRead(user, id, reply) => run!(reply, self.mark_read(b, &user, &id)),
+            Op::MarkAllRead(user, reply) => run!(reply, self.mark_all_read(b, &user)),
+            Op::Archive(user, id, reply) => run!(reply, self.archive(b, &user, &id)),
+            Op::Subscribe(topic, users, reply) => run!(reply, self.subscribe(b, &topic, &users, true)),
+            Op::Unsubscribe(topic, users, reply) => run!(reply, self.subscribe(b, &topic, &users, false)),
+            Op::Checkpoint(job, cursor, reply) => run!(reply, self.checkpoint(b, &job, cursor)),
+            Op::FinishJobs(jobs, reply) => run!(reply, self.finish(b, &jobs)),
+            Op::Purge(now, reply) => run!(reply, self.purge(b, now)),
+            Op::Sync(reply) => {
+                b.durable = true;
+                Ok(completion(reply, Ok(())))
+            }
+        }
+    }
+
+    fn fail_op(&self, op: Op) -> Completion {
+        fn fail<T: Send + 'static>(reply: Reply<T>) -> Completion {
+            completion(reply, Err(StoreError::Backend("an earlier operation in the same batch failed".into())))
+        }
+        match op {
+            Op::Accept(_, r) => fail(r),
+            Op::Deliver(_, r) => fail(r),
+            Op::DeliverGlobal(_, _, r) => fail(r),
+            Op::MarkRead(_, _, r) | Op::Archive(_, _, r) => fail(r),
+            Op::MarkAllRead(_, r) => fail(r),
+            Op::Subscribe(_, _, r) | Op::Unsubscribe(_, _, r) => fail(r),
+            Op::Checkpoint(_, _, r) | Op::FinishJobs(_, r) | Op::Sync(r) => fail(r),
+            Op::Purge(_, r) => fail(r),
+        }
+    }
+
+    fn accept(&mut self, b: &mut Batch<'_>, accept: Accept) -> Result<Accepted> {
+        let n = accept.notification;
+        if let Some(idem) = &accept.idempotency {
+            if let Some(raw) = b.overlay.get(IDEMPOTENCY, idem.key.as_bytes())? {
+                let rec: IdempotencyRecord = from_json(&raw)?;
+                if n.created_at - rec.at <= self.options.idempotency_ttl_ms {
+                    return if rec.fingerprint == idem.fingerprint {
+                        Ok(Accepted::Duplicate { id: rec.id })
+                    } else {
+                        Err(StoreError::IdempotencyConflict { id: rec.id })
+                    };
+                }
+                b.overlay.delete(IDEMPOTENCY_BY_TIME, idempotency_time_key(rec.at, &idem.key));
+            }
+            let rec = IdempotencyRecord { fingerprint: idem.fingerprint.clone(), id: n.id.clone(), at: n.created_at };
+            b.overlay.put(IDEMPOTENCY, idem.key.as_bytes().to_vec(), to_json(&rec));
+            b.overlay.put(IDEMPOTENCY_BY_TIME, idempotency_time_key(n.created_at, &idem.key), Vec::new());
+        }
+        b.overlay.put(NOTIFICATIONS, n.id.as_bytes().to_vec(), to_json(&n));
+        self.last_job_seq += 1;
+        let lane = n.priority.lane() as u8;
+        let record = JobRecord { notification: n.id.clone(), cursor: None };
+        b.overlay.put(QUEUE, keys::job(lane, self.last_job_seq).to_vec(), to_json(&record));
+        let n = Arc::new(n);
+        b.jobs.push(Job {
+            id: job_id(lane, self.last_job_seq),
+            lane: n.priority,
+            notification: n.clone(),
+            cursor: None,
+        });
+        b.durable = true;
+        Ok(Accepted::Created(n))
+    }
+
+    fn global_mut<'b>(&self, b: &'b mut Batch<'_>) -> &'b mut GlobalState {
+        b.global.get_or_insert_with(|| self.global.clone())
+    }
+
+    fn unread_total(&self, b: &Batch<'_>, meta: &UserMeta) -> u64 {
+        meta.unread + b.global.as_ref().unwrap_or(&self.global).unread_for(meta)
+    }
+
+    fn deliver(&mut self, b: &mut Batch<'_>, deliveries: Vec<Delivery>) -> Result<Vec<Delivered>> {
+        let mut delivered = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let index_key = user_key(&d.user, d.notification.id.as_bytes());
+            if b.overlay.get(INBOX_IDS, &index_key)?.is_some() {
+                continue; // already delivered: deliveries are idempotent
+            }
+            let mut meta = b.meta(&d.user)?.clone();
+            meta.seq += 1;
+            let seq = meta.seq;
+            let entry = Entry { flags: d.flags, read: false, id: d.notification.id.clone() };
+            b.overlay.put(INBOX, user_seq(&d.user, seq), entry.encode());
+            b.overlay.put(INBOX_IDS, index_key, seq.to_be_bytes().to_vec());
+            meta.len += 1;
+            if d.flags.inbox {
+                meta.unread += 1;
+            }
+            self.trim_inbox(b, &d.user, &mut meta)?;
+            let unread = self.unread_total(b, &meta);
+            *b.meta(&d.user)? = meta;
+            if d.flags.live {
+                b.events.push(FeedEvent {
+                    user: Some(Arc::from(d.user.as_str())),
+                    feed: Feed::User,
+                    seq,
+                    unread: Some(unread),
+                    body: EventBody::Notification { notification: d.notification.clone(), read: false },
+                });
+            }
+            delivered.push(Delivered { user: d.user, seq, unread });
+        }
+        Ok(delivered)
+    }
+
+    /// Drops the oldest entries past the inbox limit; replay can no longer reach behind them.
+    fn trim_inbox(&self, b: &mut Batch<'_>, user: &str, meta: &mut UserMeta) -> Result<()> {
+        let excess = meta.len.saturating_sub(self.options.inbox_max as u64) as usize;
+        if excess == 0 {
+            return Ok(());
+        }
+        for (key, value) in b.overlay.scan_prefix(INBOX, &user_prefix(user), excess)? {
+            let seq = seq_suffix(&key);
+            let entry = Entry::decode(&value)?;
+            if entry.flags.inbox && !meta.is_read(seq, entry.read) {
+                meta.unread -= 1;
+            }
+            b.overlay.delete(INBOX, key);
+            b.overlay.delete(INBOX_IDS, user_key(user, entry.id.as_bytes()));
+            meta.len -= 1;
+            meta.floor = meta.floor.max(seq);
+        }
+        Ok(())
+    }
+
+    fn deliver_global(&mut self, b: &mut Batch<'_>, n: Arc<Notification>, flags: EntryFlags) -> Result<u64> {
+        if let Some(raw) = b.overlay.get(GLOBAL_IDS, n.id.as_bytes())? {
+            return Ok(u64::from_be_bytes(raw.as_slice().try_into().map_err(backend)?));
+        }
+        let global_max = self.options.global_max;
+        let global = self.global_mut(b);
+        global.head += 1;
+        let gseq = global.head;
+        global.entries.push_back((gseq, flags.inbox));
+        let mut dropped = Vec::new();
+        while global.entries.len() > global_max {
+            let (old, _) = global.entries.pop_front().expect("non-empty");
+            global.floor = old;
+            dropped.push(old);
+        }
+        for old in dropped {
+            let key = old.to_be_bytes();
+            if let Some(raw) = b.overlay.get(GLOBAL, &key)? {
+                b.overlay.delete(GLOBAL_IDS, Entry::decode(&raw)?.id.into_bytes());
+            }
+            b.overlay.delete(GLOBAL, key.to_vec());
+        }
+        let entry = Entry { flags, read: false, id: n.id.clone() };
+        b.overlay.put(GLOBAL, gseq.to_be_bytes().to_vec(), entry.encode());
+        b.overlay.put(GLOBAL_IDS, n.id.as_bytes().to_vec(), gseq.to_be_bytes().to_vec());
+        if flags.live {
+            b.events.push(FeedEvent {
+                user: None,
+                feed: Feed::Global,
+                seq: gseq,
+                unread: None,
+                body: EventBody::Notification { notification: n, read: false },
+            });
+        }
+        Ok(gseq)
+    }
+
+    /// Where a notification sits in a user's feed: their own entry, or a retained global one.
+    fn locate(&self, b: &mut Batch<'_>, user: &str, id: &str) -> Result<Option<Located>> {
+        if let Some(raw) = b.overlay.get(INBOX_IDS, &user_key(user, id.as_bytes()))? {
+            let seq = u64::from_be_bytes(raw.as_slice().try_into().map_err(backend)?);
+            let key = user_seq(user, seq);
+            if let Some(entry) = b.overlay.get(INBOX, &key)? {
+                let entry = Entry::decode(&entry)?;
+                if entry.flags.inbox {
+                    return Ok(Some(Located::Own { seq, entry }));
+                }
+            }
+            return Ok(None);
+        }
+        if let Some(raw) = b.overlay.get(GLOBAL_IDS, id.as_bytes())? {
+            let gseq = u64::from_be_bytes(raw.as_slice().try_into().map_err(backend)?);
+            let global = b.global.as_ref().unwrap_or(&self.global);
+            let listed = global.entries.iter().any(|(g, inbox)| *g == gseq && *inbox);
+            if listed && !b.meta(user)?.global_is_archived(gseq) {
+                return Ok(Some(Located::Global(gseq)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn mark_read(&mut self, b: &mut Batch<'_>, user: &str, id: &str) -> Result<ChangeOutcome> {
+        let Some(located) = self.locate(b, user, id)? else { return Ok(ChangeOutcome::NotFound) };
+        let mut meta = b.meta(user)?.clone();
+        match located {
+            Located::Own { seq, mut entry } => {
+                if meta.is_read(seq, entry.read) {
+                    return Ok(ChangeOutcome::Unchanged { unread: self.unread_total(b, &meta) });
+                }
+                entry.read = true;
+                b.overlay.put(INBOX, user_seq(user, seq), entry.encode());
+                meta.unread -= 1;
+            }
+            Located::Global(gseq) => {
+                if meta.global_is_read(gseq) {
+                    return Ok(ChangeOutcome::Unchanged { unread: self.unread_total(b, &meta) });
+                }
+                meta.global_read.push(gseq);
+            }
+        }
+        self.record_change(b, user, meta, ChangeRecord::Read { id: id.to_owned() }).map(ChangeOutcome::Changed)
+    }
+
+    fn mark_all_read(&mut self, b: &mut Batch<'_>, user: &str) -> Result<Change> {
+        let mut meta = b.meta(user)?.clone();
+        meta.read_marker = meta.seq;
+        meta.unread = 0;
+        meta.global_marker = b.global.as_ref().unwrap_or(&self.global).head;
+        meta.global_read.clear();
+        self.record_change(b, user, meta, ChangeRecord::ReadAll)
+    }
+
+    fn archive(&mut self, b: &mut Batch<'_>, user: &str, id: &str) -> Result<ChangeOutcome> {
+        let Some(located) = self.locate(b, user, id)? else { return Ok(ChangeOutcome::NotFound) };
+        let mut meta = b.meta(user)?.clone();
+        match located {
+            Located::Own { seq, entry } => {
+                if !meta.is_read(seq, entry.read) {
+                    meta.unread -= 1;
+                }
+                b.overlay.delete(INBOX, user_seq(user, seq));
+                b.overlay.delete(INBOX_IDS, user_key(user, id.as_bytes()));
+                meta.len -= 1;
+            }
+            Located::Global(gseq) => {
+                meta.global_read.retain(|g| *g != gseq);
+                meta.global_archived.push(gseq);
+            }
+        }
+        self.record_change(b, user, meta, ChangeRecord::Archived { id: id.to_owned() }).map(ChangeOutcome::Changed)
+    }
+
+    /// Appends a user action to their change log (bounded), stores `meta`, and announces the change.
+    fn record_change(&self, b: &mut Batch<'_>, user: &str, mut meta: UserMeta, change: ChangeRecord) -> Result<Change> {
+        meta.seq += 1;
+        let seq = meta.seq;
+        b.overlay.put(CHANGES, user_seq(user, seq), to_json(&change));
+        meta.changes += 1;
+        let excess = meta.changes.saturating_sub(self.options.changes_max as u64) as usize;
+        if excess > 0 {
+            for (key, _) in b.overlay.scan_prefix(CHANGES, &user_prefix(user), excess)? {
+                meta.floor = meta.floor.max(seq_suffix(&key));
+                b.overlay.delete(CHANGES, key);
+                meta.changes -= 1;
+            }
+        }
+        let global = b.global.as_ref().unwrap_or(&self.global);
+        meta.prune_global(global.floor);
+        let unread = meta.unread + global.unread_for(&meta);
+        *b.meta(user)? = meta;
+        b.events.push(FeedEvent {
+            user: Some(Arc::from(user)),
+            feed: Feed::User,
+            seq,
+            unread: Some(unread),
+            body: change.body(),
+        });
+        Ok(Change { seq, unread })
+    }
+
+    fn subscribe(&self, b: &mut Batch<'_>, topic: &str, users: &[String], add: bool) -> Result<u64> {
+        let mut changed = 0;
+        for user in users {
+            let key = user_key(topic, user.as_bytes());
+            let present = b.overlay.get(TOPICS, &key)?.is_some();
+            if add && !present {
+                b.overlay.put(TOPICS, key, Vec::new());
+                changed += 1;
+            } else if !add && present {
+                b.overlay.delete(TOPICS, key);
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    fn checkpoint(&self, b: &mut Batch<'_>, job: &JobId, cursor: String) -> Result<()> {
+        let key = parse_job_id(job)?;
+        if let Some(raw) = b.overlay.get(QUEUE, &key)? {
+            let mut record: JobRecord = from_json(&raw)?;
+            record.cursor = Some(cursor);
+            b.overlay.put(QUEUE, key.to_vec(), to_json(&record));
+        }
+        Ok(())
+    }
+
+    fn finish(&self, b: &mut Batch<'_>, jobs: &[JobId]) -> Result<()> {
+        for job in jobs {
+            b.overlay.delete(QUEUE, parse_job_id(job)?.to_vec());
+        }
+        Ok(())
+    }
+
+    fn purge(&self, b: &mut Batch<'_>, now: i64) -> Result<PurgeReport> {
+        let mut report = PurgeReport::default();
+        let cutoff = ulid::Ulid::from_parts((now - self.options.notification_retention_ms).max(0) as u64, 0);
+        let cutoff = cutoff.to_string();
+        for guard in self.keyspaces[NOTIFICATIONS].range(..cutoff.as_bytes()).take(MAX_PURGE_PER_PASS) {
+            let key = guard.key().map_err(backend)?;
+            b.overlay.delete(NOTIFICATIONS, key.to_vec());
+            report.notifications += 1;
+        }
+        let expire_before = (now - self.options.idempotency_ttl_ms).max(0) as u64;
+        for guard in self.keyspaces[IDEMPOTENCY_BY_TIME].iter().take(MAX_PURGE_PER_PASS) {
+            let key = guard.key().map_err(backend)?;
+            let at = u64::from_be_bytes(key[..8].try_into().map_err(backend)?);
+            if at >= expire_before {
+                break;
+            }
+            b.overlay.delete(IDEMPOTENCY, key[8..].to_vec());
+            b.overlay.delete(IDEMPOTENCY_BY_TIME, key.to_vec());
+            report.idempotency_keys += 1;
+        }
+        Ok(report)
+    }
+}
+
+enum Located {
+    Own { seq: u64, entry: Entry },
+    Global(u64),
+}
+
+pub fn job_id(lane: u8, seq: u64) -> JobId {
+    JobId(format!("{lane}:{seq}"))
+}
+
+fn parse_job_id(job: &JobId) -> Result<[u8; 9]> {
+    let bad = || StoreError::Backend(format!("malformed job id {:?}", job.0));
+    let (lane, seq) = job.0.split_once(':').ok_or_else(bad)?;
+    Ok(keys::job(lane.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
+}

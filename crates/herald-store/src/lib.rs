@@ -1,0 +1,106 @@
+//! Herald's storage contract and its engines.
+//!
+//! Every engine implements [`Store`]; the suite in [`contract`] (feature `contract-tests`) is
+//! written once and run against each of them, so they behave the same.
+
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+pub mod embedded;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_core::{Cursor, Notification, Position};
+use tokio::sync::mpsc;
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use herald_core::{EventBody, FeedEvent};
+pub use types::*;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The idempotency key was used before with a different request body.
+    #[error("idempotency key already used for notification {id} with a different request")]
+    IdempotencyConflict { id: String },
+    #[error("storage is shutting down")]
+    Closed,
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What every storage engine provides. Writes are atomic per call; `accept` is durable on return.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new notification and queues its fan-out, atomically and durably: when this
+    /// returns `Ok`, the notification survives a crash. A known idempotency key with the same
+    /// fingerprint returns the first notification instead; with another fingerprint, an error.
+    async fn accept(&self, accept: Accept) -> Result<Accepted>;
+
+    /// A stored notification by id.
+    async fn notification(&self, id: &str) -> Result<Option<Arc<Notification>>>;
+
+    /// Up to `max` queued jobs, highest priority lane first, waiting up to `wait` for one.
+    /// A job stays queued until [`finish_jobs`](Store::finish_jobs); after a restart it is handed out again.
+    async fn next_jobs(&self, max: usize, wait: Duration) -> Result<Vec<Job>>;
+
+    /// Records how far a long job got, so a restart resumes there.
+    async fn checkpoint_job(&self, job: &JobId, cursor: &str) -> Result<()>;
+
+    /// Removes finished jobs from the queue.
+    async fn finish_jobs(&self, jobs: &[JobId]) -> Result<()>;
+
+    /// Queued jobs per lane, in [`herald_core::Priority::LANES`] order.
+    async fn queue_depths(&self) -> Result<[u64; 3]>;
+
+    /// Writes notifications into users' feeds. Idempotent: a user who already has the
+    /// notification is skipped. Returns the deliveries that were new.
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Delivered>>;
+
+    /// Appends a notification to the global feed (everyone's), once; returns its global sequence.
+    async fn deliver_global(&self, notification: Arc<Notification>, flags: EntryFlags) -> Result<u64>;
+
+    /// A page of a user's inbox, newest first, with the unread count.
+    async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage>;
+
+    async fn unread(&self, user: &str) -> Result<u64>;
+
+    async fn mark_read(&self, user: &str, id: &str) -> Result<ChangeOutcome>;
+
+    async fn mark_all_read(&self, user: &str) -> Result<Change>;
+
+    /// Removes a notification from the user's inbox.
+    async fn archive(&self, user: &str, id: &str) -> Result<ChangeOutcome>;
+
+    /// The newest position of a user's feed.
+    async fn head(&self, user: &str) -> Result<Position>;
+
+    /// The user's feed events after `after`, oldest first, or a gap when history no longer
+    /// reaches back that far (or more than `max` events were missed).
+    async fn replay(&self, user: &str, after: Position, max: usize) -> Result<Replay>;
+
+    /// Adds users to a topic; returns how many were new.
+    async fn subscribe(&self, topic: &str, users: &[String]) -> Result<u64>;
+
+    /// Removes users from a topic; returns how many were there.
+    async fn unsubscribe(&self, topic: &str, users: &[String]) -> Result<u64>;
+
+    /// A topic's subscribers in id order, after `after`.
+    async fn subscribers(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+
+    /// The feed events of every write, in commit order per user, for the realtime hub.
+    /// Called once; events are pushed with back-pressure, so the receiver must keep reading.
+    fn live_events(&self) -> Option<mpsc::Receiver<FeedEvent>>;
+
+    /// Drops what has outlived its retention (notification bodies, idempotency keys).
+    async fn purge_expired(&self, now_ms: i64) -> Result<PurgeReport>;
+
+    /// Cheap liveness check of the engine.
+    async fn health(&self) -> Result<()>;
+
+    /// Makes everything written so far durable and stops background work.
+    async fn close(&self) -> Result<()>;
+}
