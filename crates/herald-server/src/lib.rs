@@ -1,1 +1,107 @@
+//! Herald's server: the HTTP API, the realtime hub and the background workers, on top of a store.
 
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod hub;
+pub mod metrics;
+pub mod problem;
+pub mod state;
+pub mod workers;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::serve::{Listener, ListenerExt};
+use herald_store::{EmbeddedStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{Auth, Secrets};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Opens the embedded store in the configured data directory.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let dir = config.data.join("store");
+    let store = EmbeddedStore::open(&dir, config.store.clone())
+        .map_err(|e| ServerError::Setup(format!("cannot open the store in {}: {e}", dir.display())))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the server until `shutdown` resolves, then drains: stops accepting, ends live streams,
+/// lets the fan-out worker finish its batch and syncs the store.
+pub async fn serve(
+    config: Config,
+    secrets: Secrets,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let config = Arc::new(config);
+    let auth = Auth::new(&secrets, &config.token_public_keys).map_err(|e| ServerError::Setup(e.to_string()))?;
+    let hub = Hub::new(config.stream.buffer);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState {
+        store: store.clone(),
+        hub: hub.clone(),
+        auth: Arc::new(auth),
+        config: config.clone(),
+        ids: Arc::new(Mutex::new(ulid::Generator::new())),
+        metrics: crate::metrics::install(),
+        shutdown: stop_rx.clone(),
+    };
+    tokio::spawn(workers::housekeeping::dispatch_live(store.clone(), hub.clone()));
+    tokio::spawn(workers::housekeeping::run(store.clone(), stop_rx.clone()));
+    let fanout = tokio::spawn(workers::fanout::run(store.clone(), config.workers.clone(), stop_rx.clone()));
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?
+        .tap_io(|tcp| {
+            // Live events are small writes that must leave at once.
+            let _ = tcp.set_nodelay(true);
+        });
+    let local = listener.local_addr().map_err(|e| ServerError::Setup(e.to_string()))?;
+    tracing::info!(listen = %local, data = %config.data.display(), "herald is serving");
+
+    let app = api::router(state);
+    let stop_for_signal = stop_tx.clone();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining connections and work in progress");
+        let _ = stop_for_signal.send(true);
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let mut stopped = stop_rx.clone();
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    tokio::select! {
+        result = served => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "server error");
+            }
+        }
+        // Connections that outlive the grace period are abandoned.
+        _ = async { let _ = stopped.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("connections still open after the grace period; closing anyway");
+        }
+    }
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, fanout).await.is_err() {
+        tracing::warn!("fan-out did not finish within the grace period; it resumes on the next start");
+    }
+    if let Err(e) = store.close().await {
+        tracing::error!(error = %e, "store did not close cleanly");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -75,6 +75,7 @@ pub struct Delivered {
     pub user: String,
     pub seq: u64,
     pub unread: u64,
+    pub flags: EntryFlags,
 }
 
 #[derive(Debug, Clone)]

@@ -290,7 +290,7 @@ impl Writer {
                     body: EventBody::Notification { notification: d.notification.clone(), read: false },
                 });
             }
-            delivered.push(Delivered { user: d.user, seq, unread });
+            delivered.push(Delivered { user: d.user, seq, unread, flags: d.flags });
         }
         Ok(delivered)
     }

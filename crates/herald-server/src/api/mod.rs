@@ -1,0 +1,103 @@
+//! The HTTP API under `/v1`, plus operations endpoints. Routes and their OpenAPI description
+//! come from the same handler annotations, so the served document cannot drift from the server.
+
+pub mod extract;
+pub mod inbox;
+pub mod live;
+pub mod ops;
+pub mod publish;
+pub mod stream;
+pub mod topics;
+pub mod ws;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::problem::Problem;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald", description = "Notification platform: publish, inbox, live delivery."),
+    modifiers(&Security),
+    tags(
+        (name = "publish", description = "Product services publish notifications (API key)"),
+        (name = "topics", description = "Topic subscriptions (API key)"),
+        (name = "inbox", description = "Notification center (user token; admin twin with API key)"),
+        (name = "live", description = "Live delivery over SSE and WebSocket (user token)"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let mut token = Http::new(HttpAuthScheme::Bearer);
+        token.bearer_format = Some("JWT".into());
+        components.add_security_scheme("user_token", SecurityScheme::Http(token));
+    }
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(publish::publish))
+        .routes(routes!(publish::get_notification))
+        .routes(routes!(topics::subscribe, topics::unsubscribe))
+        .routes(routes!(topics::bulk, topics::list))
+        .routes(routes!(inbox::my_notifications))
+        .routes(routes!(inbox::my_unread))
+        .routes(routes!(inbox::mark_read))
+        .routes(routes!(inbox::mark_all_read))
+        .routes(routes!(inbox::archive))
+        .routes(routes!(inbox::user_notifications))
+        .routes(routes!(stream::stream))
+        .routes(routes!(ws::websocket))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+        .split_for_parts();
+    let document = openapi.to_pretty_json().expect("the OpenAPI document serializes");
+    router
+        .route("/v1/openapi.json", get(move || async move { ([("content-type", "application/json")], document) }))
+        .fallback(|| async { Problem::not_found("no such route; see /v1/openapi.json for the API") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not take that method; see /v1/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// Request metrics and a debug log line. Query strings are never logged: they may hold tokens.
+async fn observe(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await.into_response();
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    metrics::histogram!("herald_http_request_seconds", "route" => route.clone()).record(elapsed.as_secs_f64());
+    metrics::counter!("herald_http_requests_total", "route" => route.clone(), "status" => status.to_string()).increment(1);
+    tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
+    response
+}

@@ -1,0 +1,146 @@
+//! Server configuration: built-in defaults, then `herald.toml` (`--config`), then `HERALD_*`
+//! environment variables (nested keys with `__`, e.g. `HERALD_LIMITS__MAX_BODY_BYTES`), then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use herald_core::Limits;
+use herald_store::EmbeddedOptions;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory of the embedded store and generated secrets.
+    pub data: PathBuf,
+    /// Publisher API key. Without one, a key is generated into the data directory on first start.
+    pub api_key: Option<String>,
+    /// HS256 secret for user tokens. Without one, a secret is generated into the data directory.
+    pub token_secret: Option<String>,
+    /// PEM files of RS256 or ES256 public keys whose signed user tokens are also accepted.
+    pub token_public_keys: Vec<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `herald_server=debug,info`.
+    pub log_level: String,
+    pub limits: Limits,
+    pub store: EmbeddedOptions,
+    pub stream: StreamOptions,
+    pub workers: WorkerOptions,
+    /// Seconds a shutdown waits for in-flight work before it gives up.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Events buffered per live connection; a client that falls this far behind is disconnected
+    /// and resumes from its last position when it reconnects.
+    pub buffer: usize,
+    /// Seconds between heartbeats on idle SSE and WebSocket connections.
+    pub heartbeat_seconds: u64,
+    /// Most events replayed on resume; past it the client is told to refetch.
+    pub replay_max: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self { buffer: 256, heartbeat_seconds: 15, replay_max: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerOptions {
+    /// Jobs a fan-out worker takes at once.
+    pub fanout_batch: usize,
+    /// Topic subscribers read per step of a topic fan-out (each step is checkpointed).
+    pub topic_page: usize,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self { fanout_batch: 512, topic_page: 2000 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data: PathBuf::from("./herald-data"),
+            api_key: None,
+            token_secret: None,
+            token_public_keys: Vec::new(),
+            log_format: LogFormat::Text,
+            log_level: "info,fjall=warn,lsm_tree=warn".into(),
+            limits: Limits::default(),
+            store: EmbeddedOptions::default(),
+            stream: StreamOptions::default(),
+            workers: WorkerOptions::default(),
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then the file (if given), then `HERALD_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("HERALD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("token_public_keys"),
+        );
+        let built = builder.build().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = built.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_owned()));
+        if self.stream.buffer == 0 {
+            return bad("stream.buffer must be at least 1");
+        }
+        if self.stream.heartbeat_seconds == 0 {
+            return bad("stream.heartbeat_seconds must be at least 1");
+        }
+        if self.store.inbox_max == 0 || self.store.global_max == 0 {
+            return bad("store.inbox_max and store.global_max must be at least 1");
+        }
+        if self.workers.fanout_batch == 0 || self.workers.topic_page == 0 {
+            return bad("workers.fanout_batch and workers.topic_page must be at least 1");
+        }
+        if self.api_key.as_ref().is_some_and(|k| k.len() < 16) {
+            return bad("api_key must be at least 16 characters");
+        }
+        if self.token_secret.as_ref().is_some_and(|k| k.len() < 32) {
+            return bad("token_secret must be at least 32 characters");
+        }
+        Ok(())
+    }
+}
