@@ -16,7 +16,10 @@ pub enum Feed {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     /// A new notification (or, on replay, one the reader missed).
-    Notification { notification: Arc<Notification>, read: bool },
+    Notification {
+        notification: Arc<Notification>,
+        read: bool,
+    },
     /// One notification was marked read.
     Read { id: String },
     /// Everything up to this point was marked read.

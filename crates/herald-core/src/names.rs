@@ -11,7 +11,10 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
         return Err(format!("{kind} must not be empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("{kind} is {} bytes long; the limit is {MAX_NAME_LEN}", name.len()));
+        return Err(format!(
+            "{kind} is {} bytes long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
     }
     if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
         return Err(format!(
@@ -42,6 +45,10 @@ mod tests {
         assert!(check_name("user id", "a b").unwrap_err().contains("' '"));
         assert!(check_name("user id", "a/b").is_err());
         assert!(check_name("user id", "{u:1}").is_err());
-        assert!(check_name("user id", &"x".repeat(129)).unwrap_err().contains("129"));
+        assert!(
+            check_name("user id", &"x".repeat(129))
+                .unwrap_err()
+                .contains("129")
+        );
     }
 }

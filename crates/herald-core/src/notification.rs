@@ -7,7 +7,20 @@ use utoipa::ToSchema;
 use crate::time::rfc3339_ms;
 
 /// Delivery priority; each priority has its own queue lane and higher lanes are drained first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     High,
@@ -48,7 +61,12 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Inbox, Channel::Realtime, Channel::Push, Channel::Webhook];
+    pub const ALL: [Channel; 4] = [
+        Channel::Inbox,
+        Channel::Realtime,
+        Channel::Push,
+        Channel::Webhook,
+    ];
 
     fn bit(self) -> u8 {
         1 << (self as u8)
@@ -135,9 +153,21 @@ struct RecipientsWire {
 impl Serialize for Recipients {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let wire = match self {
-            Recipients::Users(users) => RecipientsWire { users: Some(users.clone()), topic: None, all: None },
-            Recipients::Topic(topic) => RecipientsWire { users: None, topic: Some(topic.clone()), all: None },
-            Recipients::All => RecipientsWire { users: None, topic: None, all: Some(true) },
+            Recipients::Users(users) => RecipientsWire {
+                users: Some(users.clone()),
+                topic: None,
+                all: None,
+            },
+            Recipients::Topic(topic) => RecipientsWire {
+                users: None,
+                topic: Some(topic.clone()),
+                all: None,
+            },
+            Recipients::All => RecipientsWire {
+                users: None,
+                topic: None,
+                all: Some(true),
+            },
         };
         wire.serialize(s)
     }
@@ -185,7 +215,8 @@ pub struct Notification {
 impl Notification {
     /// True once `ttl_seconds` have passed since accept: it is no longer announced live or pushed.
     pub fn expired_at(&self, now_ms: i64) -> bool {
-        self.ttl_seconds.is_some_and(|ttl| now_ms > self.created_at + i64::from(ttl) * 1000)
+        self.ttl_seconds
+            .is_some_and(|ttl| now_ms > self.created_at + i64::from(ttl) * 1000)
     }
 
     /// What a user's client sees of this notification.
@@ -225,7 +256,10 @@ mod tests {
     #[test]
     fn recipients_round_trip() {
         for (json, expected) in [
-            (r#"{"users":["a","b"]}"#, Recipients::Users(vec!["a".into(), "b".into()])),
+            (
+                r#"{"users":["a","b"]}"#,
+                Recipients::Users(vec!["a".into(), "b".into()]),
+            ),
             (r#"{"topic":"t"}"#, Recipients::Topic("t".into())),
             (r#"{"all":true}"#, Recipients::All),
         ] {
@@ -237,7 +271,12 @@ mod tests {
 
     #[test]
     fn recipients_refuse_ambiguous_shapes() {
-        for json in [r#"{}"#, r#"{"all":false}"#, r#"{"users":[],"topic":"t"}"#, r#"{"group":"x"}"#] {
+        for json in [
+            r#"{}"#,
+            r#"{"all":false}"#,
+            r#"{"users":[],"topic":"t"}"#,
+            r#"{"group":"x"}"#,
+        ] {
             assert!(serde_json::from_str::<Recipients>(json).is_err(), "{json}");
         }
     }
@@ -247,7 +286,10 @@ mod tests {
         let set: ChannelSet = serde_json::from_str(r#"["realtime","inbox"]"#).unwrap();
         assert!(set.contains(Channel::Inbox) && set.contains(Channel::Realtime));
         assert!(!set.contains(Channel::Push));
-        assert_eq!(serde_json::to_string(&set).unwrap(), r#"["inbox","realtime"]"#);
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            r#"["inbox","realtime"]"#
+        );
         assert_eq!(ChannelSet::default(), ChannelSet::all());
     }
 

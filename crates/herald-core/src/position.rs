@@ -40,7 +40,9 @@ impl FromStr for Position {
 }
 
 fn bad_position(s: &str) -> String {
-    format!("{s:?} is not a stream position; positions look like \"12-3\" (the id of an event Herald sent)")
+    format!(
+        "{s:?} is not a stream position; positions look like \"12-3\" (the id of an event Herald sent)"
+    )
 }
 
 /// A page boundary in an inbox: items strictly older than this in both feeds.
@@ -52,7 +54,10 @@ pub struct Cursor {
 
 impl Cursor {
     /// The start of a listing: everything.
-    pub const START: Cursor = Cursor { user: u64::MAX, global: u64::MAX };
+    pub const START: Cursor = Cursor {
+        user: u64::MAX,
+        global: u64::MAX,
+    };
 
     pub fn encode(self) -> String {
         format!("{}.{}", self.user, self.global)
@@ -61,7 +66,10 @@ impl Cursor {
     pub fn decode(s: &str) -> Result<Self, String> {
         let bad = || format!("{s:?} is not a cursor; pass the `next` value of the previous page");
         let (user, global) = s.split_once('.').ok_or_else(bad)?;
-        Ok(Self { user: user.parse().map_err(|_| bad())?, global: global.parse().map_err(|_| bad())? })
+        Ok(Self {
+            user: user.parse().map_err(|_| bad())?,
+            global: global.parse().map_err(|_| bad())?,
+        })
     }
 }
 

@@ -62,7 +62,12 @@ impl PublishRequest {
                     );
                 }
                 // Report the first few bad ids, not ten thousand of them.
-                for (i, user) in users.iter().enumerate().filter(|(_, u)| check_name("user id", u).is_err()).take(5) {
+                for (i, user) in users
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| check_name("user id", u).is_err())
+                    .take(5)
+                {
                     c.check(format!("to.users[{i}]"), check_name("user id", user));
                 }
             }
@@ -73,33 +78,60 @@ impl PublishRequest {
         if self.title.trim().is_empty() {
             c.fail("title", "a title is required");
         } else if title_chars > limits.max_title_chars {
-            c.fail("title", format!("{title_chars} characters; the limit is {}", limits.max_title_chars));
+            c.fail(
+                "title",
+                format!(
+                    "{title_chars} characters; the limit is {}",
+                    limits.max_title_chars
+                ),
+            );
         }
         let body_chars = self.body.chars().count();
         if body_chars > limits.max_body_chars {
-            c.fail("body", format!("{body_chars} characters; the limit is {}", limits.max_body_chars));
+            c.fail(
+                "body",
+                format!(
+                    "{body_chars} characters; the limit is {}",
+                    limits.max_body_chars
+                ),
+            );
         }
         if let Some(category) = &self.category {
             c.check("category", check_name("category", category));
         }
-        let data_bytes = serde_json::to_vec(&self.data).map(|v| v.len()).unwrap_or(usize::MAX);
+        let data_bytes = serde_json::to_vec(&self.data)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if data_bytes > limits.max_data_bytes {
-            c.fail("data", format!("{data_bytes} bytes as JSON; the limit is {}", limits.max_data_bytes));
+            c.fail(
+                "data",
+                format!(
+                    "{data_bytes} bytes as JSON; the limit is {}",
+                    limits.max_data_bytes
+                ),
+            );
         }
-        if let Some(ttl) = self.ttl_seconds {
-            if ttl == 0 || ttl > limits.max_ttl_seconds {
-                c.fail("ttl_seconds", format!("must be between 1 and {}", limits.max_ttl_seconds));
-            }
+        if let Some(ttl) = self.ttl_seconds
+            && (ttl == 0 || ttl > limits.max_ttl_seconds)
+        {
+            c.fail(
+                "ttl_seconds",
+                format!("must be between 1 and {}", limits.max_ttl_seconds),
+            );
         }
-        if let Some(channels) = &self.channels {
-            if channels.is_empty() {
-                c.fail("channels", "list at least one channel, or leave the field out for all of them");
-            }
+        if self.channels.as_ref().is_some_and(Vec::is_empty) {
+            c.fail(
+                "channels",
+                "list at least one channel, or leave the field out for all of them",
+            );
         }
         if let Some(key) = &self.idempotency_key {
             let chars = key.chars().count();
             if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
-                c.fail("idempotency_key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"));
+                c.fail(
+                    "idempotency_key",
+                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+                );
             }
         }
         c.finish()
@@ -130,7 +162,10 @@ impl PublishRequest {
             data: self.data,
             priority: self.priority,
             ttl_seconds: self.ttl_seconds,
-            channels: self.channels.map(|c| c.into_iter().collect()).unwrap_or_else(ChannelSet::all),
+            channels: self
+                .channels
+                .map(|c| c.into_iter().collect())
+                .unwrap_or_else(ChannelSet::all),
             created_at,
             idempotency_key: self.idempotency_key,
         }
@@ -147,7 +182,9 @@ mod tests {
 
     #[test]
     fn a_good_request_passes_and_dedupes_users() {
-        let req = parse(r#"{"to":{"users":["a","b","a"]},"title":"Hi","priority":"high","channels":["inbox"]}"#);
+        let req = parse(
+            r#"{"to":{"users":["a","b","a"]},"title":"Hi","priority":"high","channels":["inbox"]}"#,
+        );
         req.validate(&Limits::default()).unwrap();
         let n = req.into_notification("01J".into(), 5);
         assert_eq!(n.to, Recipients::Users(vec!["a".into(), "b".into()]));
@@ -157,21 +194,47 @@ mod tests {
 
     #[test]
     fn every_broken_rule_is_reported() {
-        let limits = Limits { max_recipients: 2, ..Limits::default() };
+        let limits = Limits {
+            max_recipients: 2,
+            ..Limits::default()
+        };
         let req = parse(&format!(
             r#"{{"to":{{"users":["a","b c","d"]}},"title":"{}","category":"x/y","ttl_seconds":0,"channels":[]}}"#,
             "t".repeat(300)
         ));
         let err = req.validate(&limits).unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["to.users", "to.users[1]", "title", "category", "ttl_seconds", "channels"]);
+        assert_eq!(
+            fields,
+            [
+                "to.users",
+                "to.users[1]",
+                "title",
+                "category",
+                "ttl_seconds",
+                "channels"
+            ]
+        );
     }
 
     #[test]
     fn unknown_fields_and_shapes_are_refused() {
-        assert!(serde_json::from_str::<PublishRequest>(r#"{"to":{"all":true},"title":"x","titel":"y"}"#).is_err());
-        assert!(serde_json::from_str::<PublishRequest>(r#"{"to":{"everyone":true},"title":"x"}"#).is_err());
-        assert!(serde_json::from_str::<PublishRequest>(r#"{"to":{"all":true},"title":"x","priority":"urgent"}"#).is_err());
+        assert!(
+            serde_json::from_str::<PublishRequest>(
+                r#"{"to":{"all":true},"title":"x","titel":"y"}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<PublishRequest>(r#"{"to":{"everyone":true},"title":"x"}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<PublishRequest>(
+                r#"{"to":{"all":true},"title":"x","priority":"urgent"}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -26,7 +26,12 @@ fn summary(errors: &[FieldError]) -> String {
 
 impl ValidationError {
     pub fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { errors: vec![FieldError { field: field.into(), message: message.into() }] }
+        Self {
+            errors: vec![FieldError {
+                field: field.into(),
+                message: message.into(),
+            }],
+        }
     }
 }
 
@@ -38,7 +43,10 @@ pub struct Checker {
 
 impl Checker {
     pub fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldError { field: field.into(), message: message.into() });
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     pub fn check(&mut self, field: impl Into<String>, result: Result<(), String>) {
@@ -48,6 +56,12 @@ impl Checker {
     }
 
     pub fn finish(self) -> Result<(), ValidationError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ValidationError { errors: self.errors }) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError {
+                errors: self.errors,
+            })
+        }
     }
 }

@@ -36,17 +36,27 @@ pub struct SecretError(String);
 impl Secrets {
     /// Takes the secrets from the config, or from the data directory, generating what is missing.
     pub fn load_or_generate(config: &Config) -> Result<Self, SecretError> {
-        std::fs::create_dir_all(&config.data)
-            .map_err(|e| SecretError(format!("cannot create data directory {}: {e}", config.data.display())))?;
+        std::fs::create_dir_all(&config.data).map_err(|e| {
+            SecretError(format!(
+                "cannot create data directory {}: {e}",
+                config.data.display()
+            ))
+        })?;
         let (api_key, generated_api_key) = match &config.api_key {
             Some(key) => (key.clone(), None),
-            None => read_or_create(&config.data.join("api_key"), || format!("hk_{}", random_hex(24)))?,
+            None => read_or_create(&config.data.join("api_key"), || {
+                format!("hk_{}", random_hex(24))
+            })?,
         };
         let token_secret = match &config.token_secret {
             Some(secret) => secret.clone(),
             None => read_or_create(&config.data.join("token_secret"), || random_hex(32))?.0,
         };
-        Ok(Self { api_key, token_secret, generated_api_key })
+        Ok(Self {
+            api_key,
+            token_secret,
+            generated_api_key,
+        })
     }
 }
 
@@ -55,8 +65,12 @@ pub fn token_secret(config: &Config) -> Result<String, SecretError> {
     if let Some(secret) = &config.token_secret {
         return Ok(secret.clone());
     }
-    std::fs::create_dir_all(&config.data)
-        .map_err(|e| SecretError(format!("cannot create data directory {}: {e}", config.data.display())))?;
+    std::fs::create_dir_all(&config.data).map_err(|e| {
+        SecretError(format!(
+            "cannot create data directory {}: {e}",
+            config.data.display()
+        ))
+    })?;
     Ok(read_or_create(&config.data.join("token_secret"), || random_hex(32))?.0)
 }
 
@@ -67,7 +81,10 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// Reads a secret file, or creates it (mode 0600) with a fresh value; says whether it created it.
-fn read_or_create(path: &Path, fresh: impl FnOnce() -> String) -> Result<(String, Option<PathBuf>), SecretError> {
+fn read_or_create(
+    path: &Path,
+    fresh: impl FnOnce() -> String,
+) -> Result<(String, Option<PathBuf>), SecretError> {
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => return Ok((s.trim().to_owned(), None)),
         Ok(_) => {}
@@ -75,7 +92,8 @@ fn read_or_create(path: &Path, fresh: impl FnOnce() -> String) -> Result<(String
         Err(e) => return Err(SecretError(format!("cannot read {}: {e}", path.display()))),
     }
     let value = fresh();
-    write_private(path, &value).map_err(|e| SecretError(format!("cannot write {}: {e}", path.display())))?;
+    write_private(path, &value)
+        .map_err(|e| SecretError(format!("cannot write {}: {e}", path.display())))?;
     Ok((value, Some(path.to_owned())))
 }
 
@@ -119,7 +137,10 @@ impl Auth {
     pub fn new(secrets: &Secrets, public_key_files: &[PathBuf]) -> Result<Self, KeyError> {
         let mut public_keys = Vec::new();
         for path in public_key_files {
-            let err = |reason: String| KeyError { path: path.display().to_string(), reason };
+            let err = |reason: String| KeyError {
+                path: path.display().to_string(),
+                reason,
+            };
             let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
             let key = if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
                 (Algorithm::RS256, k)
@@ -149,16 +170,24 @@ impl Auth {
     }
 
     fn verify_token(&self, token: &str) -> Result<Claims, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "not a valid token".to_owned())?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| "not a valid token".to_owned())?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let keys: Vec<&DecodingKey> = match header.alg {
             Algorithm::HS256 => vec![&self.hs256],
-            Algorithm::RS256 | Algorithm::ES256 => {
-                self.public_keys.iter().filter(|(alg, _)| *alg == header.alg).map(|(_, k)| k).collect()
+            Algorithm::RS256 | Algorithm::ES256 => self
+                .public_keys
+                .iter()
+                .filter(|(alg, _)| *alg == header.alg)
+                .map(|(_, k)| k)
+                .collect(),
+            other => {
+                return Err(format!(
+                    "tokens signed with {other:?} are not accepted; use HS256, RS256 or ES256"
+                ));
             }
-            other => return Err(format!("tokens signed with {other:?} are not accepted; use HS256, RS256 or ES256")),
         };
         let mut last = "no key is configured for this token's algorithm".to_owned();
         for key in keys {
@@ -169,9 +198,15 @@ impl Auth {
                 }
                 Err(e) => {
                     last = match e.kind() {
-                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
-                        jsonwebtoken::errors::ErrorKind::InvalidSignature => "the token's signature is invalid".to_owned(),
-                        jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => format!("the token has no `{c}` claim"),
+                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                            "the token has expired".to_owned()
+                        }
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                            "the token's signature is invalid".to_owned()
+                        }
+                        jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
+                            format!("the token has no `{c}` claim")
+                        }
                         _ => "not a valid token".to_owned(),
                     }
                 }
@@ -184,10 +219,21 @@ impl Auth {
 /// Issues an HS256 user token (`herald token`).
 pub fn issue_token(secret: &str, user: &str, ttl_seconds: u64) -> Result<String, String> {
     herald_core::names::check_name("user id", user)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
-    let claims = Claims { sub: user.to_owned(), exp: now + ttl_seconds, iat: Some(now) };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| e.to_string())
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = Claims {
+        sub: user.to_owned(),
+        exp: now + ttl_seconds,
+        iat: Some(now),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -214,7 +260,10 @@ mod tests {
     #[test]
     fn tells_keys_from_tokens() {
         let auth = auth();
-        assert!(matches!(auth.check("hk_test_key_0123456789"), Credential::Publisher));
+        assert!(matches!(
+            auth.check("hk_test_key_0123456789"),
+            Credential::Publisher
+        ));
         let token = issue_token(&"s".repeat(32), "alice", 60).unwrap();
         assert!(matches!(auth.check(&token), Credential::User(c) if c.sub == "alice"));
         assert!(matches!(auth.check("hk_wrong"), Credential::Invalid(_)));
@@ -223,9 +272,17 @@ mod tests {
     #[test]
     fn refuses_expired_and_foreign_tokens() {
         let auth = auth();
-        let past = Claims { sub: "alice".into(), exp: 1_000_000, iat: None };
-        let expired =
-            jsonwebtoken::encode(&Header::default(), &past, &EncodingKey::from_secret("s".repeat(32).as_bytes())).unwrap();
+        let past = Claims {
+            sub: "alice".into(),
+            exp: 1_000_000,
+            iat: None,
+        };
+        let expired = jsonwebtoken::encode(
+            &Header::default(),
+            &past,
+            &EncodingKey::from_secret("s".repeat(32).as_bytes()),
+        )
+        .unwrap();
         assert!(matches!(auth.check(&expired), Credential::Invalid(r) if r.contains("expired")));
         let foreign = issue_token(&"x".repeat(32), "alice", 60).unwrap();
         assert!(matches!(auth.check(&foreign), Credential::Invalid(r) if r.contains("signature")));

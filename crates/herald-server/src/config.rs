@@ -55,7 +55,11 @@ pub struct StreamOptions {
 
 impl Default for StreamOptions {
     fn default() -> Self {
-        Self { buffer: 256, heartbeat_seconds: 15, replay_max: 1000 }
+        Self {
+            buffer: 256,
+            heartbeat_seconds: 15,
+            replay_max: 1000,
+        }
     }
 }
 
@@ -70,7 +74,10 @@ pub struct WorkerOptions {
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        Self { fanout_batch: 512, topic_page: 2000 }
+        Self {
+            fanout_batch: 512,
+            topic_page: 2000,
+        }
     }
 }
 
@@ -97,18 +104,35 @@ impl Default for Config {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// The `HERALD_*` variables. `HERALD_LOG` is the short name of `HERALD_LOG_LEVEL` (like `RUST_LOG`).
+fn herald_environment() -> std::collections::HashMap<String, String> {
+    let mut vars: std::collections::HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("HERALD_"))
+        .collect();
+    if let Some(level) = vars.remove("HERALD_LOG") {
+        vars.entry("HERALD_LOG_LEVEL".into()).or_insert(level);
+    }
+    // Variables of the `herald` client commands, not of the server's configuration.
+    vars.remove("HERALD_SERVER");
+    vars
+}
+
 impl Config {
     /// Defaults, then the file (if given), then `HERALD_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
             }
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
         }
         builder = builder.add_source(
             config::Environment::with_prefix("HERALD")
+                .source(Some(herald_environment()))
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
@@ -116,7 +140,9 @@ impl Config {
                 .with_list_parse_key("token_public_keys"),
         );
         let built = builder.build().map_err(|e| ConfigError(e.to_string()))?;
-        let config: Config = built.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = built
+            .try_deserialize()
+            .map_err(|e| ConfigError(e.to_string()))?;
         config.check()?;
         Ok(config)
     }

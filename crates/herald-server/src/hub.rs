@@ -63,15 +63,27 @@ impl Hub {
         let (tx, rx) = mpsc::channel(self.buffer);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let user: Arc<str> = Arc::from(user);
-        self.shard(&user).write().expect("hub lock").entry(user.clone()).or_default().push((id, tx));
+        self.shard(&user)
+            .write()
+            .expect("hub lock")
+            .entry(user.clone())
+            .or_default()
+            .push((id, tx));
         metrics::gauge!("herald_stream_connections").increment(1.0);
-        Subscription { hub: self.clone(), user, id, events: rx }
+        Subscription {
+            hub: self.clone(),
+            user,
+            id,
+            events: rx,
+        }
     }
 
     /// Removes one connection; says whether it was still registered.
     fn remove(&self, user: &str, id: u64) -> bool {
         let mut shard = self.shard(user).write().expect("hub lock");
-        let Some(subs) = shard.get_mut(user) else { return false };
+        let Some(subs) = shard.get_mut(user) else {
+            return false;
+        };
         let before = subs.len();
         subs.retain(|(sid, _)| *sid != id);
         let removed = subs.len() != before;
@@ -83,13 +95,25 @@ impl Hub {
 
     /// Connected users' connection count (for tests and metrics).
     pub fn connections(&self) -> usize {
-        self.shards.iter().map(|s| s.read().expect("hub lock").values().map(Vec::len).sum::<usize>()).sum()
+        self.shards
+            .iter()
+            .map(|s| {
+                s.read()
+                    .expect("hub lock")
+                    .values()
+                    .map(Vec::len)
+                    .sum::<usize>()
+            })
+            .sum()
     }
 
     /// Hands an event to its user's connections, or to every connection for the global feed.
     pub fn dispatch(&self, event: FeedEvent) {
         let user = event.user.clone();
-        let event = Arc::new(LiveEvent { event, rendered: OnceLock::new() });
+        let event = Arc::new(LiveEvent {
+            event,
+            rendered: OnceLock::new(),
+        });
         match user {
             Some(user) => self.send_in(self.shard(&user), Some(&user), &event),
             None => {
@@ -100,7 +124,12 @@ impl Hub {
         }
     }
 
-    fn send_in(&self, shard: &RwLock<Subscribers>, user: Option<&Arc<str>>, event: &Arc<LiveEvent>) {
+    fn send_in(
+        &self,
+        shard: &RwLock<Subscribers>,
+        user: Option<&Arc<str>>,
+        event: &Arc<LiveEvent>,
+    ) {
         let mut lagging: Vec<(Arc<str>, u64)> = Vec::new();
         {
             let shard = shard.read().expect("hub lock");
@@ -124,7 +153,8 @@ impl Hub {
             // Dropping the sender ends the connection once it has written what it holds.
             if self.remove(&user, id) {
                 metrics::gauge!("herald_stream_connections").decrement(1.0);
-                metrics::counter!("herald_stream_disconnects_total", "reason" => "slow").increment(1);
+                metrics::counter!("herald_stream_disconnects_total", "reason" => "slow")
+                    .increment(1);
                 tracing::debug!(user = %user, "live connection fell behind its buffer; disconnected");
             }
         }
@@ -140,7 +170,11 @@ mod tests {
     fn event(user: Option<&str>, seq: u64) -> FeedEvent {
         FeedEvent {
             user: user.map(Arc::from),
-            feed: if user.is_some() { Feed::User } else { Feed::Global },
+            feed: if user.is_some() {
+                Feed::User
+            } else {
+                Feed::Global
+            },
             seq,
             unread: None,
             body: EventBody::ReadAll,
@@ -173,6 +207,9 @@ mod tests {
         assert_eq!(hub.connections(), 0, "cut off at its buffer");
         assert_eq!(slow.events.recv().await.unwrap().event.seq, 1);
         assert_eq!(slow.events.recv().await.unwrap().event.seq, 2);
-        assert!(slow.events.recv().await.is_none(), "the stream ends after what it held");
+        assert!(
+            slow.events.recv().await.is_none(),
+            "the stream ends after what it held"
+        );
     }
 }

@@ -28,14 +28,18 @@ pub enum ServerError {
     #[error("{0}")]
     Setup(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the embedded store in the configured data directory.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     let dir = config.data.join("store");
-    let store = EmbeddedStore::open(&dir, config.store.clone())
-        .map_err(|e| ServerError::Setup(format!("cannot open the store in {}: {e}", dir.display())))?;
+    let store = EmbeddedStore::open(&dir, config.store.clone()).map_err(|e| {
+        ServerError::Setup(format!("cannot open the store in {}: {e}", dir.display()))
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -48,7 +52,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let config = Arc::new(config);
-    let auth = Auth::new(&secrets, &config.token_public_keys).map_err(|e| ServerError::Setup(e.to_string()))?;
+    let auth = Auth::new(&secrets, &config.token_public_keys)
+        .map_err(|e| ServerError::Setup(e.to_string()))?;
     let hub = Hub::new(config.stream.buffer);
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState {
@@ -60,18 +65,30 @@ pub async fn serve(
         metrics: crate::metrics::install(),
         shutdown: stop_rx.clone(),
     };
-    tokio::spawn(workers::housekeeping::dispatch_live(store.clone(), hub.clone()));
+    tokio::spawn(workers::housekeeping::dispatch_live(
+        store.clone(),
+        hub.clone(),
+    ));
     tokio::spawn(workers::housekeeping::run(store.clone(), stop_rx.clone()));
-    let fanout = tokio::spawn(workers::fanout::run(store.clone(), config.workers.clone(), stop_rx.clone()));
+    let fanout = tokio::spawn(workers::fanout::run(
+        store.clone(),
+        config.workers.clone(),
+        stop_rx.clone(),
+    ));
 
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServerError::Listen { addr: config.listen, source })?
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?
         .tap_io(|tcp| {
             // Live events are small writes that must leave at once.
             let _ = tcp.set_nodelay(true);
         });
-    let local = listener.local_addr().map_err(|e| ServerError::Setup(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::Setup(e.to_string()))?;
     tracing::info!(listen = %local, data = %config.data.display(), "herald is serving");
 
     let app = api::router(state);
@@ -97,7 +114,9 @@ pub async fn serve(
     }
     let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, fanout).await.is_err() {
-        tracing::warn!("fan-out did not finish within the grace period; it resumes on the next start");
+        tracing::warn!(
+            "fan-out did not finish within the grace period; it resumes on the next start"
+        );
     }
     if let Err(e) = store.close().await {
         tracing::error!(error = %e, "store did not close cleanly");

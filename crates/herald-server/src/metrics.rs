@@ -11,7 +11,9 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
@@ -25,14 +27,44 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("herald_notifications_accepted_total", "Notifications accepted (202), by priority");
-    describe_counter!("herald_notifications_duplicate_total", "Publishes answered from an idempotency key");
-    describe_counter!("herald_deliveries_total", "Notifications delivered, by channel (inbox, realtime)");
-    describe_counter!("herald_stream_disconnects_total", "Live connections cut off, by reason");
-    describe_gauge!("herald_stream_connections", "Open SSE and WebSocket connections");
-    describe_gauge!("herald_queue_depth", "Queued fan-out jobs waiting, by priority lane");
-    describe_histogram!("herald_accept_seconds", "Time to accept a notification durably");
-    describe_histogram!("herald_fanout_seconds", "Time from accept to fan-out done, per notification");
-    describe_histogram!("herald_http_request_seconds", "HTTP request latency, by route");
-    describe_counter!("herald_http_requests_total", "HTTP requests, by route and status");
+    describe_counter!(
+        "herald_notifications_accepted_total",
+        "Notifications accepted (202), by priority"
+    );
+    describe_counter!(
+        "herald_notifications_duplicate_total",
+        "Publishes answered from an idempotency key"
+    );
+    describe_counter!(
+        "herald_deliveries_total",
+        "Notifications delivered, by channel (inbox, realtime)"
+    );
+    describe_counter!(
+        "herald_stream_disconnects_total",
+        "Live connections cut off, by reason"
+    );
+    describe_gauge!(
+        "herald_stream_connections",
+        "Open SSE and WebSocket connections"
+    );
+    describe_gauge!(
+        "herald_queue_depth",
+        "Queued fan-out jobs waiting, by priority lane"
+    );
+    describe_histogram!(
+        "herald_accept_seconds",
+        "Time to accept a notification durably"
+    );
+    describe_histogram!(
+        "herald_fanout_seconds",
+        "Time from accept to fan-out done, per notification"
+    );
+    describe_histogram!(
+        "herald_http_request_seconds",
+        "HTTP request latency, by route"
+    );
+    describe_counter!(
+        "herald_http_requests_total",
+        "HTTP requests, by route and status"
+    );
 }

@@ -57,7 +57,11 @@ impl Problem {
 
 impl From<ValidationError> for Problem {
     fn from(e: ValidationError) -> Self {
-        let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", e.to_string());
+        let mut p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            e.to_string(),
+        );
         p.errors = e.errors;
         p
     }
@@ -74,10 +78,14 @@ impl From<herald_store::StoreError> for Problem {
                      send the same request again, or use a new key"
                 ),
             ),
-            herald_store::StoreError::Closed => Problem::unavailable("the server is shutting down; retry shortly"),
+            herald_store::StoreError::Closed => {
+                Problem::unavailable("the server is shutting down; retry shortly")
+            }
             herald_store::StoreError::Backend(detail) => {
                 tracing::error!(%detail, "storage error");
-                Problem::internal("a storage error occurred; nothing was changed, retry the request")
+                Problem::internal(
+                    "a storage error occurred; nothing was changed, retry the request",
+                )
             }
         }
     }
@@ -87,9 +95,10 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         response
     }
 }

@@ -61,7 +61,11 @@ pub trait Store: Send + Sync + 'static {
     async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Delivered>>;
 
     /// Appends a notification to the global feed (everyone's), once; returns its global sequence.
-    async fn deliver_global(&self, notification: Arc<Notification>, flags: EntryFlags) -> Result<u64>;
+    async fn deliver_global(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+    ) -> Result<u64>;
 
     /// A page of a user's inbox, newest first, with the unread count.
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage>;
@@ -89,7 +93,12 @@ pub trait Store: Send + Sync + 'static {
     async fn unsubscribe(&self, topic: &str, users: &[String]) -> Result<u64>;
 
     /// A topic's subscribers in id order, after `after`.
-    async fn subscribers(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    async fn subscribers(
+        &self,
+        topic: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
 
     /// The feed events of every write, in commit order per user, for the realtime hub.
     /// Called once; events are pushed with back-pressure, so the receiver must keep reading.

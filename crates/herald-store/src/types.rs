@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use herald_core::{Cursor, Notification, Position, Priority};
 
-
 /// A notification to store, with its idempotency record if the publisher gave a key.
 #[derive(Debug, Clone)]
 pub struct Accept {
@@ -23,7 +22,9 @@ pub struct Idempotency {
 pub enum Accepted {
     Created(Arc<Notification>),
     /// The idempotency key was seen before with the same content: this is that notification's id.
-    Duplicate { id: String },
+    Duplicate {
+        id: String,
+    },
 }
 
 /// Opaque id of a queued job.
@@ -50,14 +51,20 @@ pub struct EntryFlags {
 }
 
 impl EntryFlags {
-    pub const BOTH: EntryFlags = EntryFlags { inbox: true, live: true };
+    pub const BOTH: EntryFlags = EntryFlags {
+        inbox: true,
+        live: true,
+    };
 
     pub fn bits(self) -> u8 {
         u8::from(self.inbox) | (u8::from(self.live) << 1)
     }
 
     pub fn from_bits(bits: u8) -> Self {
-        Self { inbox: bits & 1 != 0, live: bits & 2 != 0 }
+        Self {
+            inbox: bits & 1 != 0,
+            live: bits & 2 != 0,
+        }
     }
 }
 
@@ -104,14 +111,19 @@ pub enum ChangeOutcome {
     /// The user has no such notification.
     NotFound,
     /// Nothing to change (e.g. already read).
-    Unchanged { unread: u64 },
+    Unchanged {
+        unread: u64,
+    },
     Changed(Change),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Replay {
     /// What the reader missed, oldest first; its last element's position is the new head.
-    Events { events: Vec<herald_core::FeedEvent>, head: Position },
+    Events {
+        events: Vec<herald_core::FeedEvent>,
+        head: Position,
+    },
     /// History no longer reaches back to the reader's position: it must refetch.
     Gap { head: Position },
 }

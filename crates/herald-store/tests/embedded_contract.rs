@@ -21,9 +21,12 @@ impl Harness for Embedded {
     async fn restart(&mut self) {
         let old = self.store.take().expect("open");
         old.close().await.unwrap();
-        let old = Arc::try_unwrap(old).unwrap_or_else(|_| panic!("a test still holds the store across restart"));
+        let old = Arc::try_unwrap(old)
+            .unwrap_or_else(|_| panic!("a test still holds the store across restart"));
         drop(old);
-        self.store = Some(Arc::new(reopen(self.dir.path(), self.options.clone()).await));
+        self.store = Some(Arc::new(
+            reopen(self.dir.path(), self.options.clone()).await,
+        ));
     }
 }
 
@@ -49,7 +52,11 @@ async fn embedded(limits: Limits) -> Embedded {
         ..EmbeddedOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), options.clone()).unwrap();
-    Embedded { dir, options, store: Some(Arc::new(store)) }
+    Embedded {
+        dir,
+        options,
+        store: Some(Arc::new(store)),
+    }
 }
 
 herald_store::storage_contract_tests!(embedded);

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Herald: a notification platform in one binary")]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: a notification platform in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,5 +55,15 @@ fn main() -> ExitCode {
             eprintln!("herald: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

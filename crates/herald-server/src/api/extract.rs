@@ -47,7 +47,10 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;
@@ -67,7 +70,9 @@ impl FromRequestParts<AppState> for Publisher {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Some(token) = bearer(parts) else {
-            return Err(Problem::unauthorized("send the publisher API key as `Authorization: Bearer <key>`"));
+            return Err(Problem::unauthorized(
+                "send the publisher API key as `Authorization: Bearer <key>`",
+            ));
         };
         match state.auth.check(token) {
             Credential::Publisher => Ok(Publisher),
@@ -81,14 +86,18 @@ impl FromRequestParts<AppState> for Publisher {
 
 fn user_from(token: Option<&str>, state: &AppState) -> Result<String, Problem> {
     let Some(token) = token else {
-        return Err(Problem::unauthorized("send a user token as `Authorization: Bearer <token>`"));
+        return Err(Problem::unauthorized(
+            "send a user token as `Authorization: Bearer <token>`",
+        ));
     };
     match state.auth.check(token) {
         Credential::User(claims) => Ok(claims.sub),
         Credential::Publisher => Err(Problem::forbidden(
             "this route needs a user token; with the publisher API key use /v1/users/{user}/... instead",
         )),
-        Credential::Invalid(reason) => Err(Problem::unauthorized(format!("user token refused: {reason}"))),
+        Credential::Invalid(reason) => Err(Problem::unauthorized(format!(
+            "user token refused: {reason}"
+        ))),
     }
 }
 
@@ -127,8 +136,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 fn json_problem(rejection: JsonRejection) -> Problem {
     match rejection {
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!("malformed JSON: {}", e.body_text())),
-        JsonRejection::JsonDataError(e) => Problem::bad_request(format!("invalid request body: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::bad_request(format!("malformed JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => {
+            Problem::bad_request(format!("invalid request body: {}", e.body_text()))
+        }
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -143,19 +156,6 @@ fn json_problem(rejection: JsonRejection) -> Problem {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_query_values() {
-        assert_eq!(form_urlencoded_value("a=1&token=x%2By&b", "token").as_deref(), Some("x+y"));
-        assert_eq!(form_urlencoded_value("token=a+b", "token").as_deref(), Some("a b"));
-        assert_eq!(form_urlencoded_value("tok=1", "token"), None);
-        assert_eq!(form_urlencoded_value("token=%zz%", "token").as_deref(), Some("%zz%"));
-    }
-}
-
 /// `axum::extract::Query` whose rejections are problem+json.
 pub struct QueryParams<T>(pub T);
 
@@ -165,7 +165,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
-            Err(e) => Err(Problem::bad_request(format!("invalid query string: {}", e.body_text()))),
+            Err(e) => Err(Problem::bad_request(format!(
+                "invalid query string: {}",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -173,4 +176,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 /// Checks a user id or topic from a URL path.
 pub fn path_name(kind: &str, value: &str) -> Result<(), Problem> {
     herald_core::names::check_name(kind, value).map_err(Problem::bad_request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_query_values() {
+        assert_eq!(
+            form_urlencoded_value("a=1&token=x%2By&b", "token").as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(
+            form_urlencoded_value("token=a+b", "token").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(form_urlencoded_value("tok=1", "token"), None);
+        assert_eq!(
+            form_urlencoded_value("token=%zz%", "token").as_deref(),
+            Some("%zz%")
+        );
+    }
 }

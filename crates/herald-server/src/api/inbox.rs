@@ -39,7 +39,9 @@ pub struct UnreadBody {
 async fn page(state: &AppState, user: &str, q: PageQuery) -> ApiResult<Json<InboxPageBody>> {
     let limit = q.limit.unwrap_or(20);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Problem::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(Problem::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
     let before = match &q.before {
         Some(c) => Cursor::decode(c).map_err(Problem::bad_request)?,
@@ -47,7 +49,11 @@ async fn page(state: &AppState, user: &str, q: PageQuery) -> ApiResult<Json<Inbo
     };
     let page = state.store.inbox_page(user, before, limit).await?;
     Ok(Json(InboxPageBody {
-        items: page.items.iter().map(|i| i.notification.view(i.read)).collect(),
+        items: page
+            .items
+            .iter()
+            .map(|i| i.notification.view(i.read))
+            .collect(),
         unread: page.unread,
         next: page.next.map(Cursor::encode),
     }))
@@ -73,15 +79,24 @@ pub async fn my_notifications(
     responses((status = 200, body = UnreadBody)),
     security(("user_token" = []))
 )]
-pub async fn my_unread(State(state): State<AppState>, User(user): User) -> ApiResult<Json<UnreadBody>> {
-    Ok(Json(UnreadBody { unread: state.store.unread(&user).await? }))
+pub async fn my_unread(
+    State(state): State<AppState>,
+    User(user): User,
+) -> ApiResult<Json<UnreadBody>> {
+    Ok(Json(UnreadBody {
+        unread: state.store.unread(&user).await?,
+    }))
 }
 
 fn outcome(result: ChangeOutcome, id: &str) -> ApiResult<Json<UnreadBody>> {
     match result {
-        ChangeOutcome::NotFound => Err(Problem::not_found(format!("no notification {id:?} in your inbox"))),
+        ChangeOutcome::NotFound => Err(Problem::not_found(format!(
+            "no notification {id:?} in your inbox"
+        ))),
         ChangeOutcome::Unchanged { unread } => Ok(Json(UnreadBody { unread })),
-        ChangeOutcome::Changed(change) => Ok(Json(UnreadBody { unread: change.unread })),
+        ChangeOutcome::Changed(change) => Ok(Json(UnreadBody {
+            unread: change.unread,
+        })),
     }
 }
 
@@ -105,9 +120,14 @@ pub async fn mark_read(
     responses((status = 200, body = UnreadBody)),
     security(("user_token" = []))
 )]
-pub async fn mark_all_read(State(state): State<AppState>, User(user): User) -> ApiResult<Json<UnreadBody>> {
+pub async fn mark_all_read(
+    State(state): State<AppState>,
+    User(user): User,
+) -> ApiResult<Json<UnreadBody>> {
     let change = state.store.mark_all_read(&user).await?;
-    Ok(Json(UnreadBody { unread: change.unread }))
+    Ok(Json(UnreadBody {
+        unread: change.unread,
+    }))
 }
 
 /// Archive a notification: it leaves the inbox.

@@ -30,7 +30,10 @@ impl Outgoing {
     pub fn ws_json(&self) -> String {
         let rest = self.data.strip_prefix('{').unwrap_or("}");
         let sep = if rest.starts_with('}') { "" } else { "," };
-        format!(r#"{{"type":"{}","position":"{}"{sep}{rest}"#, self.name, self.position)
+        format!(
+            r#"{{"type":"{}","position":"{}"{sep}{rest}"#,
+            self.name, self.position
+        )
     }
 }
 
@@ -45,34 +48,55 @@ impl LiveSession {
     /// Starts a session at the feed's head, or resumes it after `last` (replaying what was
     /// missed, or telling the client to refetch when history does not reach back that far).
     pub async fn open(state: &AppState, user: &str, last: Option<Position>) -> ApiResult<Self> {
+        // Subscribe first, then read the position, then the count: an event committed in between
+        // is either covered by the position (skipped as seen, and in the count) or arrives live
+        // with its own count.
         let subscription = state.hub.subscribe(user);
-        let unread = state.store.unread(user).await?;
-        let mut session = LiveSession { subscription, position: Position::default(), unread, pending: VecDeque::new() };
-        match last {
+        let mut session = LiveSession {
+            subscription,
+            position: Position::default(),
+            unread: 0,
+            pending: VecDeque::new(),
+        };
+        let mut replayed = Vec::new();
+        let mut after_replay = None;
+        let status = match last {
             None => {
                 session.position = state.store.head(user).await?;
-                session.push_status("ready", None);
+                ("ready", None)
             }
-            Some(last) => match state.store.replay(user, last, state.config.stream.replay_max).await? {
+            Some(last) => match state
+                .store
+                .replay(user, last, state.config.stream.replay_max)
+                .await?
+            {
                 Replay::Events { events, head } => {
                     session.position = last;
-                    for event in &events {
-                        if let Some(out) = session.apply(event, None, true) {
-                            session.pending.push_back(out);
-                        }
-                    }
-                    session.position = head;
-                    session.push_status("ready", None);
+                    replayed = events;
+                    after_replay = Some(head);
+                    ("ready", None)
                 }
                 Replay::Gap { head } => {
                     session.position = head;
-                    session.push_status(
+                    (
                         "refetch",
-                        Some("events since your last position are no longer kept; reload the inbox"),
-                    );
+                        Some(
+                            "events since your last position are no longer kept; reload the inbox",
+                        ),
+                    )
                 }
             },
+        };
+        session.unread = state.store.unread(user).await?;
+        for event in &replayed {
+            if let Some(out) = session.apply(event, None, true) {
+                session.pending.push_back(out);
+            }
         }
+        if let Some(head) = after_replay {
+            session.position = head;
+        }
+        session.push_status(status.0, status.1);
         Ok(session)
     }
 
@@ -81,7 +105,11 @@ impl LiveSession {
         if let Some(reason) = reason {
             data["reason"] = json!(reason);
         }
-        self.pending.push_back(Outgoing { name, position: self.position, data: data.to_string() });
+        self.pending.push_back(Outgoing {
+            name,
+            position: self.position,
+            data: data.to_string(),
+        });
     }
 
     /// The next message for the client; `None` when the connection should close (cut off as a
@@ -107,7 +135,12 @@ impl LiveSession {
     }
 
     /// Advances the position past `event` and renders it; `None` for an event already passed.
-    fn apply(&mut self, event: &FeedEvent, live: Option<&Arc<LiveEvent>>, replayed: bool) -> Option<Outgoing> {
+    fn apply(
+        &mut self,
+        event: &FeedEvent,
+        live: Option<&Arc<LiveEvent>>,
+        replayed: bool,
+    ) -> Option<Outgoing> {
         let seen = match event.feed {
             Feed::User => &mut self.position.user,
             Feed::Global => &mut self.position.global,
@@ -119,7 +152,9 @@ impl LiveSession {
         match event.unread {
             Some(unread) => self.unread = unread,
             // A new notification to everyone is unread for every user; replayed ones are already counted.
-            None if !replayed && matches!(event.body, EventBody::Notification { .. }) => self.unread += 1,
+            None if !replayed && matches!(event.body, EventBody::Notification { .. }) => {
+                self.unread += 1
+            }
             None => {}
         }
         let data = match &event.body {
@@ -127,16 +162,27 @@ impl LiveSession {
                 let view = match live {
                     Some(live) => live
                         .rendered
-                        .get_or_init(|| serde_json::to_string(&notification.view(*read)).expect("view serializes"))
+                        .get_or_init(|| {
+                            serde_json::to_string(&notification.view(*read))
+                                .expect("view serializes")
+                        })
                         .clone(),
-                    None => serde_json::to_string(&notification.view(*read)).expect("view serializes"),
+                    None => {
+                        serde_json::to_string(&notification.view(*read)).expect("view serializes")
+                    }
                 };
                 format!(r#"{{"notification":{view},"unread":{}}}"#, self.unread)
             }
-            EventBody::Read { id } | EventBody::Archived { id } => json!({ "id": id, "unread": self.unread }).to_string(),
+            EventBody::Read { id } | EventBody::Archived { id } => {
+                json!({ "id": id, "unread": self.unread }).to_string()
+            }
             EventBody::ReadAll => json!({ "unread": self.unread }).to_string(),
         };
-        Some(Outgoing { name: event.body.name(), position: self.position, data })
+        Some(Outgoing {
+            name: event.body.name(),
+            position: self.position,
+            data,
+        })
     }
 }
 
@@ -146,9 +192,20 @@ mod tests {
 
     #[test]
     fn websocket_form_adds_type_and_position() {
-        let out = Outgoing { name: "read_all", position: Position::new(3, 1), data: r#"{"unread":0}"#.into() };
-        assert_eq!(out.ws_json(), r#"{"type":"read_all","position":"3-1","unread":0}"#);
-        let empty = Outgoing { name: "x", position: Position::new(0, 0), data: "{}".into() };
+        let out = Outgoing {
+            name: "read_all",
+            position: Position::new(3, 1),
+            data: r#"{"unread":0}"#.into(),
+        };
+        assert_eq!(
+            out.ws_json(),
+            r#"{"type":"read_all","position":"3-1","unread":0}"#
+        );
+        let empty = Outgoing {
+            name: "x",
+            position: Position::new(0, 0),
+            data: "{}".into(),
+        };
         assert_eq!(empty.ws_json(), r#"{"type":"x","position":"0-0"}"#);
     }
 }

@@ -44,7 +44,10 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
         let mut token = Http::new(HttpAuthScheme::Bearer);
         token.bearer_format = Some("JWT".into());
         components.add_security_scheme("user_token", SecurityScheme::Http(token));
@@ -69,10 +72,17 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .split_for_parts();
-    let document = openapi.to_pretty_json().expect("the OpenAPI document serializes");
+    let document = openapi
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
     router
-        .route("/v1/openapi.json", get(move || async move { ([("content-type", "application/json")], document) }))
-        .fallback(|| async { Problem::not_found("no such route; see /v1/openapi.json for the API") })
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { ([("content-type", "application/json")], document) }),
+        )
+        .fallback(|| async {
+            Problem::not_found("no such route; see /v1/openapi.json for the API")
+        })
         .method_not_allowed_fallback(|| async {
             Problem::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -96,7 +106,8 @@ async fn observe(request: Request, next: Next) -> Response {
     let response = next.run(request).await.into_response();
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    metrics::histogram!("herald_http_request_seconds", "route" => route.clone()).record(elapsed.as_secs_f64());
+    metrics::histogram!("herald_http_request_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
     metrics::counter!("herald_http_requests_total", "route" => route.clone(), "status" => status.to_string()).increment(1);
     tracing::debug!(%method, %route, status, micros = elapsed.as_micros() as u64, "request");
     response

@@ -22,8 +22,20 @@ pub struct Health {
 pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION");
     match state.store.health().await {
-        Ok(()) if !*state.shutdown.borrow() => (StatusCode::OK, Json(Health { status: "ok", version })),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", version })),
+        Ok(()) if !*state.shutdown.borrow() => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                version,
+            }),
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                version,
+            }),
+        ),
     }
 }
 
@@ -31,5 +43,8 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -47,7 +47,9 @@ pub async fn publish(
     if let Some(header) = headers.get("idempotency-key") {
         let header = header
             .to_str()
-            .map_err(|_| Problem::bad_request("the Idempotency-Key header must be printable ASCII"))?
+            .map_err(|_| {
+                Problem::bad_request("the Idempotency-Key header must be printable ASCII")
+            })?
             .to_owned();
         match &request.idempotency_key {
             Some(body_key) if *body_key != header => {
@@ -59,23 +61,35 @@ pub async fn publish(
         }
     }
     request.validate(&state.config.limits)?;
-    let idempotency = request
-        .idempotency_key
-        .clone()
-        .map(|key| Idempotency { key, fingerprint: request.fingerprint() });
+    let idempotency = request.idempotency_key.clone().map(|key| Idempotency {
+        key,
+        fingerprint: request.fingerprint(),
+    });
     let priority = request.priority;
     let notification = request.into_notification(state.next_id(), herald_core::time::now_ms());
     let started = std::time::Instant::now();
-    let accepted = state.store.accept(Accept { notification, idempotency }).await?;
+    let accepted = state
+        .store
+        .accept(Accept {
+            notification,
+            idempotency,
+        })
+        .await?;
     metrics::histogram!("herald_accept_seconds").record(started.elapsed().as_secs_f64());
     let body = match accepted {
         Accepted::Created(n) => {
             metrics::counter!("herald_notifications_accepted_total", "priority" => priority.as_str()).increment(1);
-            PublishAccepted { id: n.id.clone(), duplicate: false }
+            PublishAccepted {
+                id: n.id.clone(),
+                duplicate: false,
+            }
         }
         Accepted::Duplicate { id } => {
             metrics::counter!("herald_notifications_duplicate_total").increment(1);
-            PublishAccepted { id, duplicate: true }
+            PublishAccepted {
+                id,
+                duplicate: true,
+            }
         }
     };
     Ok((StatusCode::ACCEPTED, Json(body)))
@@ -132,6 +146,8 @@ pub async fn get_notification(
 ) -> ApiResult<Json<StoredNotification>> {
     match state.store.notification(&id).await? {
         Some(n) => Ok(Json(StoredNotification::from(&*n))),
-        None => Err(Problem::not_found(format!("no notification with id {id:?}"))),
+        None => Err(Problem::not_found(format!(
+            "no notification with id {id:?}"
+        ))),
     }
 }

@@ -28,7 +28,11 @@ pub struct StreamQuery {
 /// The position to resume from: the `Last-Event-ID` header, else the query parameter.
 pub fn resume_position(headers: &HeaderMap, query: Option<&str>) -> ApiResult<Option<Position>> {
     let raw = match headers.get("last-event-id") {
-        Some(v) => Some(v.to_str().map_err(|_| Problem::bad_request("Last-Event-ID must be ASCII"))?.to_owned()),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Problem::bad_request("Last-Event-ID must be ASCII"))?
+                .to_owned(),
+        ),
         None => query.map(str::to_owned),
     };
     match raw.as_deref().map(str::trim) {
@@ -57,16 +61,24 @@ pub async fn stream(
     let last = resume_position(&headers, q.last_event_id.as_deref())?;
     let session = LiveSession::open(&state, &user, last).await?;
     let shutdown = state.shutdown.clone();
-    let events = stream::unfold((session, shutdown, true), |(mut session, mut shutdown, first)| async move {
-        let out = session.next(&mut shutdown).await?;
-        let mut event = Event::default().id(out.position.to_string()).event(out.name).data(out.data);
-        if first {
-            event = event.retry(Duration::from_millis(1000));
-        }
-        Some((Ok::<_, Infallible>(event), (session, shutdown, false)))
-    });
+    let events = stream::unfold(
+        (session, shutdown, true),
+        |(mut session, mut shutdown, first)| async move {
+            let out = session.next(&mut shutdown).await?;
+            let mut event = Event::default()
+                .id(out.position.to_string())
+                .event(out.name)
+                .data(out.data);
+            if first {
+                event = event.retry(Duration::from_millis(1000));
+            }
+            Some((Ok::<_, Infallible>(event), (session, shutdown, false)))
+        },
+    );
     let heartbeat = Duration::from_secs(state.config.stream.heartbeat_seconds);
-    let mut response = Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")).into_response();
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
+        .into_response();
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, "no-cache".parse().expect("static header"));
     headers.insert("x-accel-buffering", "no".parse().expect("static header"));

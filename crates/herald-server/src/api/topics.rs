@@ -25,10 +25,7 @@ pub async fn subscribe(
     _publisher: Publisher,
     Path((topic, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    path_name("topic", &topic)?;
-    path_name("user id", &user)?;
-    state.store.subscribe(&topic, &[user]).await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_one(&state, &topic, user, true).await
 }
 
 /// Unsubscribe a user from a topic (idempotent).
@@ -43,9 +40,22 @@ pub async fn unsubscribe(
     _publisher: Publisher,
     Path((topic, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    path_name("topic", &topic)?;
+    change_one(&state, &topic, user, false).await
+}
+
+async fn change_one(
+    state: &AppState,
+    topic: &str,
+    user: String,
+    subscribe: bool,
+) -> ApiResult<StatusCode> {
+    path_name("topic", topic)?;
     path_name("user id", &user)?;
-    state.store.unsubscribe(&topic, &[user]).await?;
+    if subscribe {
+        state.store.subscribe(topic, &[user]).await?;
+    } else {
+        state.store.unsubscribe(topic, &[user]).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -83,11 +93,22 @@ pub async fn bulk(
     path_name("topic", &topic)?;
     let mut check = herald_core::validation::Checker::default();
     if change.add.len() + change.remove.len() > MAX_BULK {
-        check.fail("add", format!("at most {MAX_BULK} user ids per request, added and removed together"));
+        check.fail(
+            "add",
+            format!("at most {MAX_BULK} user ids per request, added and removed together"),
+        );
     }
     for (field, list) in [("add", &change.add), ("remove", &change.remove)] {
-        for (i, user) in list.iter().enumerate().filter(|(_, u)| herald_core::names::check_name("user id", u).is_err()).take(5) {
-            check.check(format!("{field}[{i}]"), herald_core::names::check_name("user id", user));
+        for (i, user) in list
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| herald_core::names::check_name("user id", u).is_err())
+            .take(5)
+        {
+            check.check(
+                format!("{field}[{i}]"),
+                herald_core::names::check_name("user id", user),
+            );
         }
     }
     check.finish()?;
@@ -128,7 +149,12 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
-    let items = state.store.subscribers(&topic, q.after.as_deref(), limit).await?;
-    let next = (items.len() == limit).then(|| items.last().cloned()).flatten();
+    let items = state
+        .store
+        .subscribers(&topic, q.after.as_deref(), limit)
+        .await?;
+    let next = (items.len() == limit)
+        .then(|| items.last().cloned())
+        .flatten();
     Ok(Json(SubscriberPage { items, next }))
 }

@@ -59,7 +59,8 @@ enum Command {
 async fn run(socket: WebSocket, mut session: LiveSession, state: AppState, user: String) {
     let (mut tx, mut rx) = socket.split();
     let mut shutdown = state.shutdown.clone();
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(state.config.stream.heartbeat_seconds));
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_secs(state.config.stream.heartbeat_seconds));
     heartbeat.tick().await;
     loop {
         let outgoing = tokio::select! {
@@ -98,22 +99,41 @@ async fn command(state: &AppState, user: &str, text: &str) -> String {
     let command: Command = match serde_json::from_value(value) {
         Ok(c) => c,
         Err(e) => {
-            let detail = format!("unknown command ({e}); use mark_read, mark_all_read, archive or ping");
+            let detail =
+                format!("unknown command ({e}); use mark_read, mark_all_read, archive or ping");
             return error_json(reference.as_ref(), 400, &detail);
         }
     };
     let result = match &command {
-        Command::MarkRead { id } => state.store.mark_read(user, id).await.map(|o| (o, id.as_str())),
-        Command::Archive { id } => state.store.archive(user, id).await.map(|o| (o, id.as_str())),
-        Command::MarkAllRead => state.store.mark_all_read(user).await.map(|c| (ChangeOutcome::Changed(c), "")),
+        Command::MarkRead { id } => state
+            .store
+            .mark_read(user, id)
+            .await
+            .map(|o| (o, id.as_str())),
+        Command::Archive { id } => state
+            .store
+            .archive(user, id)
+            .await
+            .map(|o| (o, id.as_str())),
+        Command::MarkAllRead => state
+            .store
+            .mark_all_read(user)
+            .await
+            .map(|c| (ChangeOutcome::Changed(c), "")),
         Command::Ping => return json!({ "type": "pong", "ref": reference }).to_string(),
     };
     match result {
-        Ok((ChangeOutcome::NotFound, id)) => {
-            error_json(reference.as_ref(), 404, &format!("no notification {id:?} in your inbox"))
+        Ok((ChangeOutcome::NotFound, id)) => error_json(
+            reference.as_ref(),
+            404,
+            &format!("no notification {id:?} in your inbox"),
+        ),
+        Ok((ChangeOutcome::Unchanged { unread }, _)) => {
+            json!({ "type": "ack", "ref": reference, "unread": unread }).to_string()
         }
-        Ok((ChangeOutcome::Unchanged { unread }, _)) => json!({ "type": "ack", "ref": reference, "unread": unread }).to_string(),
-        Ok((ChangeOutcome::Changed(c), _)) => json!({ "type": "ack", "ref": reference, "unread": c.unread }).to_string(),
+        Ok((ChangeOutcome::Changed(c), _)) => {
+            json!({ "type": "ack", "ref": reference, "unread": c.unread }).to_string()
+        }
         Err(e) => {
             let problem = Problem::from(e);
             error_json(reference.as_ref(), problem.status, &problem.detail)

@@ -21,7 +21,10 @@ pub async fn run(store: Arc<dyn Store>, options: WorkerOptions, shutdown: watch:
         if *shutdown.borrow() {
             return;
         }
-        let jobs = match store.next_jobs(options.fanout_batch, Duration::from_millis(250)).await {
+        let jobs = match store
+            .next_jobs(options.fanout_batch, Duration::from_millis(250))
+            .await
+        {
             Ok(jobs) => jobs,
             Err(StoreError::Closed) => return,
             Err(e) => {
@@ -54,7 +57,11 @@ fn flags_for(n: &Notification, now_ms: i64) -> EntryFlags {
     }
 }
 
-async fn process(store: &dyn Store, jobs: &[Job], options: &WorkerOptions) -> Result<(), StoreError> {
+async fn process(
+    store: &dyn Store,
+    jobs: &[Job],
+    options: &WorkerOptions,
+) -> Result<(), StoreError> {
     let now = herald_core::time::now_ms();
     let mut deliveries: Vec<Delivery> = Vec::new();
     let mut finished: Vec<JobId> = Vec::with_capacity(jobs.len());
@@ -74,7 +81,9 @@ async fn process(store: &dyn Store, jobs: &[Job], options: &WorkerOptions) -> Re
                     store.deliver_global(n.clone(), flags).await?;
                     count(flags, 1);
                 }
-                Recipients::Topic(topic) => fan_out_topic(store, job, topic, flags, options).await?,
+                Recipients::Topic(topic) => {
+                    fan_out_topic(store, job, topic, flags, options).await?
+                }
             }
         }
         finished.push(job.id.clone());
@@ -86,7 +95,8 @@ async fn process(store: &dyn Store, jobs: &[Job], options: &WorkerOptions) -> Re
     store.finish_jobs(&finished).await?;
     let done = herald_core::time::now_ms();
     for job in jobs {
-        metrics::histogram!("herald_fanout_seconds").record((done - job.notification.created_at).max(0) as f64 / 1000.0);
+        metrics::histogram!("herald_fanout_seconds")
+            .record((done - job.notification.created_at).max(0) as f64 / 1000.0);
     }
     Ok(())
 }
@@ -121,11 +131,19 @@ async fn fan_out_topic(
 ) -> Result<(), StoreError> {
     let mut after = job.cursor.clone();
     loop {
-        let page = store.subscribers(topic, after.as_deref(), options.topic_page).await?;
-        let Some(last) = page.last().cloned() else { return Ok(()) };
+        let page = store
+            .subscribers(topic, after.as_deref(), options.topic_page)
+            .await?;
+        let Some(last) = page.last().cloned() else {
+            return Ok(());
+        };
         let deliveries: Vec<_> = page
             .into_iter()
-            .map(|user| Delivery { user, notification: job.notification.clone(), flags })
+            .map(|user| Delivery {
+                user,
+                notification: job.notification.clone(),
+                flags,
+            })
             .collect();
         deliver(store, deliveries).await?;
         store.checkpoint_job(&job.id, &last).await?;

@@ -37,7 +37,11 @@ pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
             since_purge = Duration::ZERO;
             match store.purge_expired(herald_core::time::now_ms()).await {
                 Ok(report) if report.notifications + report.idempotency_keys > 0 => {
-                    tracing::info!(notifications = report.notifications, keys = report.idempotency_keys, "purged expired content");
+                    tracing::info!(
+                        notifications = report.notifications,
+                        keys = report.idempotency_keys,
+                        "purged expired content"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),

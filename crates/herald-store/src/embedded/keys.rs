@@ -24,7 +24,9 @@ pub fn user_prefix(user: &str) -> Vec<u8> {
 
 /// The sequence number at the end of a `user \0 seq` key.
 pub fn seq_suffix(key: &[u8]) -> u64 {
-    let tail: [u8; 8] = key[key.len() - 8..].try_into().expect("key ends with a sequence number");
+    let tail: [u8; 8] = key[key.len() - 8..]
+        .try_into()
+        .expect("key ends with a sequence number");
     u64::from_be_bytes(tail)
 }
 
@@ -43,7 +45,10 @@ mod tests {
     #[test]
     fn per_user_keys_sort_numerically_and_do_not_mix_users() {
         assert!(user_seq("a", 2) < user_seq("a", 256));
-        assert!(user_seq("a", u64::MAX) < user_seq("a0", 0), "user a's range ends before user a0's");
+        assert!(
+            user_seq("a", u64::MAX) < user_seq("a0", 0),
+            "user a's range ends before user a0's"
+        );
         assert_eq!(seq_suffix(&user_seq("bob", 42)), 42);
     }
 }

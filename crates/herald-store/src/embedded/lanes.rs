@@ -53,6 +53,10 @@ impl Lanes {
 
     pub fn depths(&self) -> [u64; 3] {
         let lanes = self.lanes.lock().expect("lanes lock");
-        [lanes[0].len() as u64, lanes[1].len() as u64, lanes[2].len() as u64]
+        [
+            lanes[0].len() as u64,
+            lanes[1].len() as u64,
+            lanes[2].len() as u64,
+        ]
     }
 }

@@ -125,7 +125,10 @@ impl EmbeddedStore {
 
     async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.ops.send(op(tx)).await.map_err(|_| StoreError::Closed)?;
+        self.ops
+            .send(op(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -139,7 +142,9 @@ fn load_global(keyspaces: &[fjall::Keyspace]) -> Result<GlobalState> {
     for guard in keyspaces[GLOBAL].iter() {
         let (key, value) = guard.into_inner().map_err(backend)?;
         let gseq = u64::from_be_bytes(key.as_ref().try_into().map_err(backend)?);
-        global.entries.push_back((gseq, Entry::decode(&value)?.flags.inbox));
+        global
+            .entries
+            .push_back((gseq, Entry::decode(&value)?.flags.inbox));
     }
     global.head = global.entries.back().map_or(0, |(g, _)| *g);
     global.floor = global.entries.front().map_or(global.head, |(g, _)| g - 1);
@@ -155,7 +160,10 @@ fn load_jobs(keyspaces: &[fjall::Keyspace]) -> Result<(Vec<Job>, u64)> {
         let seq = u64::from_be_bytes(key[1..].try_into().map_err(backend)?);
         last_seq = last_seq.max(seq);
         let record: JobRecord = from_json(&value)?;
-        let Some(raw) = keyspaces[NOTIFICATIONS].get(record.notification.as_bytes()).map_err(backend)? else {
+        let Some(raw) = keyspaces[NOTIFICATIONS]
+            .get(record.notification.as_bytes())
+            .map_err(backend)?
+        else {
             tracing::warn!(notification = %record.notification, "queued job without its notification; skipped");
             continue;
         };
@@ -188,7 +196,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn checkpoint_job(&self, job: &JobId, cursor: &str) -> Result<()> {
-        self.call(|r| Op::Checkpoint(job.clone(), cursor.to_owned(), r)).await
+        self.call(|r| Op::Checkpoint(job.clone(), cursor.to_owned(), r))
+            .await
     }
 
     async fn finish_jobs(&self, jobs: &[JobId]) -> Result<()> {
@@ -203,12 +212,24 @@ impl Store for EmbeddedStore {
         self.call(|r| Op::Deliver(deliveries.to_vec(), r)).await
     }
 
-    async fn deliver_global(&self, notification: Arc<Notification>, flags: EntryFlags) -> Result<u64> {
-        self.call(|r| Op::DeliverGlobal(notification, flags, r)).await
+    async fn deliver_global(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+    ) -> Result<u64> {
+        self.call(|r| Op::DeliverGlobal(notification, flags, r))
+            .await
     }
 
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {
-        reads::inbox_page(&self.db, &self.keyspaces, &self.global(), user, before, limit)
+        reads::inbox_page(
+            &self.db,
+            &self.keyspaces,
+            &self.global(),
+            user,
+            before,
+            limit,
+        )
     }
 
     async fn unread(&self, user: &str) -> Result<u64> {
@@ -217,7 +238,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn mark_read(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
-        self.call(|r| Op::MarkRead(user.to_owned(), id.to_owned(), r)).await
+        self.call(|r| Op::MarkRead(user.to_owned(), id.to_owned(), r))
+            .await
     }
 
     async fn mark_all_read(&self, user: &str) -> Result<Change> {
@@ -225,7 +247,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn archive(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
-        self.call(|r| Op::Archive(user.to_owned(), id.to_owned(), r)).await
+        self.call(|r| Op::Archive(user.to_owned(), id.to_owned(), r))
+            .await
     }
 
     async fn head(&self, user: &str) -> Result<Position> {
@@ -238,14 +261,21 @@ impl Store for EmbeddedStore {
     }
 
     async fn subscribe(&self, topic: &str, users: &[String]) -> Result<u64> {
-        self.call(|r| Op::Subscribe(topic.to_owned(), users.to_vec(), r)).await
+        self.call(|r| Op::Subscribe(topic.to_owned(), users.to_vec(), r))
+            .await
     }
 
     async fn unsubscribe(&self, topic: &str, users: &[String]) -> Result<u64> {
-        self.call(|r| Op::Unsubscribe(topic.to_owned(), users.to_vec(), r)).await
+        self.call(|r| Op::Unsubscribe(topic.to_owned(), users.to_vec(), r))
+            .await
     }
 
-    async fn subscribers(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    async fn subscribers(
+        &self,
+        topic: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         reads::subscribers(&self.keyspaces, topic, after, limit)
     }
 

@@ -22,14 +22,20 @@ pub struct Overlay<'a> {
 
 impl<'a> Overlay<'a> {
     pub fn new(keyspaces: &'a [Keyspace]) -> Self {
-        Self { keyspaces, pending: BTreeMap::new() }
+        Self {
+            keyspaces,
+            pending: BTreeMap::new(),
+        }
     }
 
     pub fn get(&self, ks: usize, key: &[u8]) -> Result<Option<Bytes>> {
         if let Some(pending) = self.pending.get(&(ks, key.to_vec())) {
             return Ok(pending.clone());
         }
-        Ok(self.keyspaces[ks].get(key).map_err(backend)?.map(|v| v.to_vec()))
+        Ok(self.keyspaces[ks]
+            .get(key)
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
     }
 
     pub fn put(&mut self, ks: usize, key: impl Into<Bytes>, value: impl Into<Bytes>) {
@@ -41,7 +47,12 @@ impl<'a> Overlay<'a> {
     }
 
     /// Up to `limit` live entries under `prefix`, in ascending key order.
-    pub fn scan_prefix(&self, ks: usize, prefix: &[u8], limit: usize) -> Result<Vec<(Bytes, Bytes)>> {
+    pub fn scan_prefix(
+        &self,
+        ks: usize,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
         let start = (ks, prefix.to_vec());
         let mut pending = self
             .pending
@@ -60,7 +71,10 @@ impl<'a> Overlay<'a> {
             };
             if take_pending {
                 let ((_, pkey), pvalue) = pending.next().expect("peeked");
-                if next_stored.as_ref().is_some_and(|(skey, _)| skey.as_ref() == pkey.as_slice()) {
+                if next_stored
+                    .as_ref()
+                    .is_some_and(|(skey, _)| skey.as_ref() == pkey.as_slice())
+                {
                     next_stored = stored.next().transpose().map_err(backend)?; // shadowed by the pending write
                 }
                 if let Some(v) = pvalue {

@@ -14,21 +14,34 @@ use super::state::{GlobalState, UserMeta};
 use crate::{InboxItem, InboxPage, Replay, Result};
 
 pub fn notification(keyspaces: &[Keyspace], id: &str) -> Result<Option<Arc<Notification>>> {
-    match keyspaces[NOTIFICATIONS].get(id.as_bytes()).map_err(backend)? {
+    match keyspaces[NOTIFICATIONS]
+        .get(id.as_bytes())
+        .map_err(backend)?
+    {
         Some(raw) => Ok(Some(Arc::new(from_json(&raw)?))),
         None => Ok(None),
     }
 }
 
-fn notification_at(snap: &Snapshot, keyspaces: &[Keyspace], id: &str) -> Result<Option<Arc<Notification>>> {
-    match snap.get(&keyspaces[NOTIFICATIONS], id.as_bytes()).map_err(backend)? {
+fn notification_at(
+    snap: &Snapshot,
+    keyspaces: &[Keyspace],
+    id: &str,
+) -> Result<Option<Arc<Notification>>> {
+    match snap
+        .get(&keyspaces[NOTIFICATIONS], id.as_bytes())
+        .map_err(backend)?
+    {
         Some(raw) => Ok(Some(Arc::new(from_json(&raw)?))),
         None => Ok(None),
     }
 }
 
 pub fn user_meta(snap: &Snapshot, keyspaces: &[Keyspace], user: &str) -> Result<UserMeta> {
-    match snap.get(&keyspaces[USERS], user.as_bytes()).map_err(backend)? {
+    match snap
+        .get(&keyspaces[USERS], user.as_bytes())
+        .map_err(backend)?
+    {
         Some(raw) => from_json(&raw),
         None => Ok(UserMeta::default()),
     }
@@ -78,7 +91,12 @@ pub fn inbox_page(
         if !listed || meta.global_is_archived(gseq) {
             continue;
         }
-        let Some(raw) = snap.get(&keyspaces[GLOBAL], gseq.to_be_bytes()).map_err(backend)? else { continue };
+        let Some(raw) = snap
+            .get(&keyspaces[GLOBAL], gseq.to_be_bytes())
+            .map_err(backend)?
+        else {
+            continue;
+        };
         let entry = Entry::decode(&raw)?;
         everyone.push(Candidate {
             seq: gseq,
@@ -111,15 +129,24 @@ pub fn inbox_page(
         };
         // Content past its retention is gone; its entry is skipped.
         if let Some(n) = &c.notification {
-            items.push(InboxItem { notification: n.clone(), read: c.read });
+            items.push(InboxItem {
+                notification: n.clone(),
+                read: c.read,
+            });
         }
     }
     let more = i < own.len() || j < everyone.len();
-    Ok(InboxPage { items, unread: meta.unread + global.unread_for(&meta), next: more.then_some(next) })
+    Ok(InboxPage {
+        items,
+        unread: meta.unread + global.unread_for(&meta),
+        next: more.then_some(next),
+    })
 }
 
 fn created(c: &Candidate) -> (i64, &str) {
-    c.notification.as_ref().map_or((i64::MIN, ""), |n| (n.created_at, n.id.as_str()))
+    c.notification
+        .as_ref()
+        .map_or((i64::MIN, ""), |n| (n.created_at, n.id.as_str()))
 }
 
 pub fn replay(
@@ -150,7 +177,13 @@ pub fn replay(
         }
         let seq = seq_suffix(&key);
         if let Some(n) = notification_at(&snap, keyspaces, &entry.id)? {
-            own.push((seq, EventBody::Notification { notification: n, read: meta.is_read(seq, entry.read) }));
+            own.push((
+                seq,
+                EventBody::Notification {
+                    notification: n,
+                    read: meta.is_read(seq, entry.read),
+                },
+            ));
         }
         if own.len() > max {
             return Ok(Replay::Gap { head });
@@ -166,10 +199,21 @@ pub fn replay(
     own.sort_by_key(|(seq, _)| *seq);
     let mut events: Vec<FeedEvent> = own
         .into_iter()
-        .map(|(seq, body)| FeedEvent { user: Some(user_arc.clone()), feed: Feed::User, seq, unread: None, body })
+        .map(|(seq, body)| FeedEvent {
+            user: Some(user_arc.clone()),
+            feed: Feed::User,
+            seq,
+            unread: None,
+            body,
+        })
         .collect();
     for &(gseq, _) in global.entries.iter().filter(|(g, _)| *g > after.global) {
-        let Some(raw) = snap.get(&keyspaces[GLOBAL], gseq.to_be_bytes()).map_err(backend)? else { continue };
+        let Some(raw) = snap
+            .get(&keyspaces[GLOBAL], gseq.to_be_bytes())
+            .map_err(backend)?
+        else {
+            continue;
+        };
         let entry = Entry::decode(&raw)?;
         if !entry.flags.live || meta.global_is_archived(gseq) {
             continue;
@@ -181,7 +225,10 @@ pub fn replay(
                 feed: Feed::Global,
                 seq: gseq,
                 unread: None,
-                body: EventBody::Notification { notification: n, read },
+                body: EventBody::Notification {
+                    notification: n,
+                    read,
+                },
             });
         }
         if events.len() > max {
@@ -191,7 +238,12 @@ pub fn replay(
     Ok(Replay::Events { events, head })
 }
 
-pub fn subscribers(keyspaces: &[Keyspace], topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+pub fn subscribers(
+    keyspaces: &[Keyspace],
+    topic: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>> {
     let prefix = user_prefix(topic);
     let start = match after {
         Some(after) => {

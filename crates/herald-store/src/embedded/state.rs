@@ -51,7 +51,8 @@ impl UserMeta {
 
     /// Forgets per-entry global state that the global feed no longer holds.
     pub fn prune_global(&mut self, floor: u64) {
-        self.global_read.retain(|g| *g > floor.max(self.global_marker));
+        self.global_read
+            .retain(|g| *g > floor.max(self.global_marker));
         self.global_archived.retain(|g| *g > floor);
     }
 }
@@ -72,7 +73,9 @@ impl GlobalState {
             .iter()
             .rev()
             .take_while(|(g, _)| *g > meta.global_marker)
-            .filter(|(g, inbox)| *inbox && !meta.global_read.contains(g) && !meta.global_archived.contains(g))
+            .filter(|(g, inbox)| {
+                *inbox && !meta.global_read.contains(g) && !meta.global_archived.contains(g)
+            })
             .count() as u64
     }
 }
@@ -83,7 +86,11 @@ mod tests {
 
     #[test]
     fn global_unread_respects_marker_reads_and_archives() {
-        let global = GlobalState { head: 5, floor: 1, entries: (2..=5).map(|g| (g, g != 4)).collect() };
+        let global = GlobalState {
+            head: 5,
+            floor: 1,
+            entries: (2..=5).map(|g| (g, g != 4)).collect(),
+        };
         let mut meta = UserMeta::default();
         assert_eq!(global.unread_for(&meta), 3, "2, 3 and 5; 4 is live-only");
         meta.global_read.push(5);

@@ -21,8 +21,8 @@ use super::overlay::{Overlay, backend};
 use super::records::*;
 use super::state::{GlobalState, UserMeta};
 use crate::{
-    Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId, PurgeReport, Result,
-    StoreError,
+    Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId,
+    PurgeReport, Result, StoreError,
 };
 
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -135,7 +135,14 @@ impl Writer {
                 }
             }
         }
-        let Batch { overlay, metas, global, events, jobs, durable } = batch;
+        let Batch {
+            overlay,
+            metas,
+            global,
+            events,
+            jobs,
+            durable,
+        } = batch;
         if failure.is_none() {
             failure = self.commit(overlay, metas, durable).err();
         }
@@ -160,7 +167,12 @@ impl Writer {
         }
     }
 
-    fn commit(&self, mut overlay: Overlay<'_>, metas: HashMap<String, UserMeta>, durable: bool) -> Result<()> {
+    fn commit(
+        &self,
+        mut overlay: Overlay<'_>,
+        metas: HashMap<String, UserMeta>,
+        durable: bool,
+    ) -> Result<()> {
         for (user, meta) in metas {
             overlay.put(USERS, user.into_bytes(), to_json(&meta));
         }
@@ -168,11 +180,19 @@ impl Writer {
             return Ok(());
         }
         let durability = durable.then_some(PersistMode::SyncData);
-        overlay.into_batch(self.db.batch()).durability(durability).commit().map_err(backend)
+        overlay
+            .into_batch(self.db.batch())
+            .durability(durability)
+            .commit()
+            .map_err(backend)
     }
 
     /// Applies one op. A storage failure aborts the whole batch: it is returned with the op's completion.
-    fn apply(&mut self, b: &mut Batch<'_>, op: Op) -> std::result::Result<Completion, (StoreError, Completion)> {
+    fn apply(
+        &mut self,
+        b: &mut Batch<'_>,
+        op: Op,
+    ) -> std::result::Result<Completion, (StoreError, Completion)> {
         macro_rules! run {
             ($reply:expr, $result:expr) => {{
                 match $result {
@@ -191,8 +211,12 @@ impl Writer {
             Op::MarkRead(user, id, reply) => run!(reply, self.mark_read(b, &user, &id)),
             Op::MarkAllRead(user, reply) => run!(reply, self.mark_all_read(b, &user)),
             Op::Archive(user, id, reply) => run!(reply, self.archive(b, &user, &id)),
-            Op::Subscribe(topic, users, reply) => run!(reply, self.subscribe(b, &topic, &users, true)),
-            Op::Unsubscribe(topic, users, reply) => run!(reply, self.subscribe(b, &topic, &users, false)),
+            Op::Subscribe(topic, users, reply) => {
+                run!(reply, self.subscribe(b, &topic, &users, true))
+            }
+            Op::Unsubscribe(topic, users, reply) => {
+                run!(reply, self.subscribe(b, &topic, &users, false))
+            }
             Op::Checkpoint(job, cursor, reply) => run!(reply, self.checkpoint(b, &job, cursor)),
             Op::FinishJobs(jobs, reply) => run!(reply, self.finish(b, &jobs)),
             Op::Purge(now, reply) => run!(reply, self.purge(b, now)),
@@ -205,7 +229,12 @@ impl Writer {
 
     fn fail_op(&self, op: Op) -> Completion {
         fn fail<T: Send + 'static>(reply: Reply<T>) -> Completion {
-            completion(reply, Err(StoreError::Backend("an earlier operation in the same batch failed".into())))
+            completion(
+                reply,
+                Err(StoreError::Backend(
+                    "an earlier operation in the same batch failed".into(),
+                )),
+            )
         }
         match op {
             Op::Accept(_, r) => fail(r),
@@ -231,17 +260,35 @@ impl Writer {
                         Err(StoreError::IdempotencyConflict { id: rec.id })
                     };
                 }
-                b.overlay.delete(IDEMPOTENCY_BY_TIME, idempotency_time_key(rec.at, &idem.key));
+                b.overlay
+                    .delete(IDEMPOTENCY_BY_TIME, idempotency_time_key(rec.at, &idem.key));
             }
-            let rec = IdempotencyRecord { fingerprint: idem.fingerprint.clone(), id: n.id.clone(), at: n.created_at };
-            b.overlay.put(IDEMPOTENCY, idem.key.as_bytes().to_vec(), to_json(&rec));
-            b.overlay.put(IDEMPOTENCY_BY_TIME, idempotency_time_key(n.created_at, &idem.key), Vec::new());
+            let rec = IdempotencyRecord {
+                fingerprint: idem.fingerprint.clone(),
+                id: n.id.clone(),
+                at: n.created_at,
+            };
+            b.overlay
+                .put(IDEMPOTENCY, idem.key.as_bytes().to_vec(), to_json(&rec));
+            b.overlay.put(
+                IDEMPOTENCY_BY_TIME,
+                idempotency_time_key(n.created_at, &idem.key),
+                Vec::new(),
+            );
         }
-        b.overlay.put(NOTIFICATIONS, n.id.as_bytes().to_vec(), to_json(&n));
+        b.overlay
+            .put(NOTIFICATIONS, n.id.as_bytes().to_vec(), to_json(&n));
         self.last_job_seq += 1;
         let lane = n.priority.lane() as u8;
-        let record = JobRecord { notification: n.id.clone(), cursor: None };
-        b.overlay.put(QUEUE, keys::job(lane, self.last_job_seq).to_vec(), to_json(&record));
+        let record = JobRecord {
+            notification: n.id.clone(),
+            cursor: None,
+        };
+        b.overlay.put(
+            QUEUE,
+            keys::job(lane, self.last_job_seq).to_vec(),
+            to_json(&record),
+        );
         let n = Arc::new(n);
         b.jobs.push(Job {
             id: job_id(lane, self.last_job_seq),
@@ -271,9 +318,14 @@ impl Writer {
             let mut meta = b.meta(&d.user)?.clone();
             meta.seq += 1;
             let seq = meta.seq;
-            let entry = Entry { flags: d.flags, read: false, id: d.notification.id.clone() };
+            let entry = Entry {
+                flags: d.flags,
+                read: false,
+                id: d.notification.id.clone(),
+            };
             b.overlay.put(INBOX, user_seq(&d.user, seq), entry.encode());
-            b.overlay.put(INBOX_IDS, index_key, seq.to_be_bytes().to_vec());
+            b.overlay
+                .put(INBOX_IDS, index_key, seq.to_be_bytes().to_vec());
             meta.len += 1;
             if d.flags.inbox {
                 meta.unread += 1;
@@ -287,10 +339,18 @@ impl Writer {
                     feed: Feed::User,
                     seq,
                     unread: Some(unread),
-                    body: EventBody::Notification { notification: d.notification.clone(), read: false },
+                    body: EventBody::Notification {
+                        notification: d.notification.clone(),
+                        read: false,
+                    },
                 });
             }
-            delivered.push(Delivered { user: d.user, seq, unread, flags: d.flags });
+            delivered.push(Delivered {
+                user: d.user,
+                seq,
+                unread,
+                flags: d.flags,
+            });
         }
         Ok(delivered)
     }
@@ -308,16 +368,24 @@ impl Writer {
                 meta.unread -= 1;
             }
             b.overlay.delete(INBOX, key);
-            b.overlay.delete(INBOX_IDS, user_key(user, entry.id.as_bytes()));
+            b.overlay
+                .delete(INBOX_IDS, user_key(user, entry.id.as_bytes()));
             meta.len -= 1;
             meta.floor = meta.floor.max(seq);
         }
         Ok(())
     }
 
-    fn deliver_global(&mut self, b: &mut Batch<'_>, n: Arc<Notification>, flags: EntryFlags) -> Result<u64> {
+    fn deliver_global(
+        &mut self,
+        b: &mut Batch<'_>,
+        n: Arc<Notification>,
+        flags: EntryFlags,
+    ) -> Result<u64> {
         if let Some(raw) = b.overlay.get(GLOBAL_IDS, n.id.as_bytes())? {
-            return Ok(u64::from_be_bytes(raw.as_slice().try_into().map_err(backend)?));
+            return Ok(u64::from_be_bytes(
+                raw.as_slice().try_into().map_err(backend)?,
+            ));
         }
         let global_max = self.options.global_max;
         let global = self.global_mut(b);
@@ -333,20 +401,33 @@ impl Writer {
         for old in dropped {
             let key = old.to_be_bytes();
             if let Some(raw) = b.overlay.get(GLOBAL, &key)? {
-                b.overlay.delete(GLOBAL_IDS, Entry::decode(&raw)?.id.into_bytes());
+                b.overlay
+                    .delete(GLOBAL_IDS, Entry::decode(&raw)?.id.into_bytes());
             }
             b.overlay.delete(GLOBAL, key.to_vec());
         }
-        let entry = Entry { flags, read: false, id: n.id.clone() };
-        b.overlay.put(GLOBAL, gseq.to_be_bytes().to_vec(), entry.encode());
-        b.overlay.put(GLOBAL_IDS, n.id.as_bytes().to_vec(), gseq.to_be_bytes().to_vec());
+        let entry = Entry {
+            flags,
+            read: false,
+            id: n.id.clone(),
+        };
+        b.overlay
+            .put(GLOBAL, gseq.to_be_bytes().to_vec(), entry.encode());
+        b.overlay.put(
+            GLOBAL_IDS,
+            n.id.as_bytes().to_vec(),
+            gseq.to_be_bytes().to_vec(),
+        );
         if flags.live {
             b.events.push(FeedEvent {
                 user: None,
                 feed: Feed::Global,
                 seq: gseq,
                 unread: None,
-                body: EventBody::Notification { notification: n, read: false },
+                body: EventBody::Notification {
+                    notification: n,
+                    read: false,
+                },
             });
         }
         Ok(gseq)
@@ -377,12 +458,16 @@ impl Writer {
     }
 
     fn mark_read(&mut self, b: &mut Batch<'_>, user: &str, id: &str) -> Result<ChangeOutcome> {
-        let Some(located) = self.locate(b, user, id)? else { return Ok(ChangeOutcome::NotFound) };
+        let Some(located) = self.locate(b, user, id)? else {
+            return Ok(ChangeOutcome::NotFound);
+        };
         let mut meta = b.meta(user)?.clone();
         match located {
             Located::Own { seq, mut entry } => {
                 if meta.is_read(seq, entry.read) {
-                    return Ok(ChangeOutcome::Unchanged { unread: self.unread_total(b, &meta) });
+                    return Ok(ChangeOutcome::Unchanged {
+                        unread: self.unread_total(b, &meta),
+                    });
                 }
                 entry.read = true;
                 b.overlay.put(INBOX, user_seq(user, seq), entry.encode());
@@ -390,12 +475,15 @@ impl Writer {
             }
             Located::Global(gseq) => {
                 if meta.global_is_read(gseq) {
-                    return Ok(ChangeOutcome::Unchanged { unread: self.unread_total(b, &meta) });
+                    return Ok(ChangeOutcome::Unchanged {
+                        unread: self.unread_total(b, &meta),
+                    });
                 }
                 meta.global_read.push(gseq);
             }
         }
-        self.record_change(b, user, meta, ChangeRecord::Read { id: id.to_owned() }).map(ChangeOutcome::Changed)
+        self.record_change(b, user, meta, ChangeRecord::Read { id: id.to_owned() })
+            .map(ChangeOutcome::Changed)
     }
 
     fn mark_all_read(&mut self, b: &mut Batch<'_>, user: &str) -> Result<Change> {
@@ -408,7 +496,9 @@ impl Writer {
     }
 
     fn archive(&mut self, b: &mut Batch<'_>, user: &str, id: &str) -> Result<ChangeOutcome> {
-        let Some(located) = self.locate(b, user, id)? else { return Ok(ChangeOutcome::NotFound) };
+        let Some(located) = self.locate(b, user, id)? else {
+            return Ok(ChangeOutcome::NotFound);
+        };
         let mut meta = b.meta(user)?.clone();
         match located {
             Located::Own { seq, entry } => {
@@ -424,14 +514,22 @@ impl Writer {
                 meta.global_archived.push(gseq);
             }
         }
-        self.record_change(b, user, meta, ChangeRecord::Archived { id: id.to_owned() }).map(ChangeOutcome::Changed)
+        self.record_change(b, user, meta, ChangeRecord::Archived { id: id.to_owned() })
+            .map(ChangeOutcome::Changed)
     }
 
     /// Appends a user action to their change log (bounded), stores `meta`, and announces the change.
-    fn record_change(&self, b: &mut Batch<'_>, user: &str, mut meta: UserMeta, change: ChangeRecord) -> Result<Change> {
+    fn record_change(
+        &self,
+        b: &mut Batch<'_>,
+        user: &str,
+        mut meta: UserMeta,
+        change: ChangeRecord,
+    ) -> Result<Change> {
         meta.seq += 1;
         let seq = meta.seq;
-        b.overlay.put(CHANGES, user_seq(user, seq), to_json(&change));
+        b.overlay
+            .put(CHANGES, user_seq(user, seq), to_json(&change));
         meta.changes += 1;
         let excess = meta.changes.saturating_sub(self.options.changes_max as u64) as usize;
         if excess > 0 {
@@ -455,7 +553,13 @@ impl Writer {
         Ok(Change { seq, unread })
     }
 
-    fn subscribe(&self, b: &mut Batch<'_>, topic: &str, users: &[String], add: bool) -> Result<u64> {
+    fn subscribe(
+        &self,
+        b: &mut Batch<'_>,
+        topic: &str,
+        users: &[String],
+        add: bool,
+    ) -> Result<u64> {
         let mut changed = 0;
         for user in users {
             let key = user_key(topic, user.as_bytes());
@@ -490,15 +594,24 @@ impl Writer {
 
     fn purge(&self, b: &mut Batch<'_>, now: i64) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
-        let cutoff = ulid::Ulid::from_parts((now - self.options.notification_retention_ms).max(0) as u64, 0);
+        let cutoff = ulid::Ulid::from_parts(
+            (now - self.options.notification_retention_ms).max(0) as u64,
+            0,
+        );
         let cutoff = cutoff.to_string();
-        for guard in self.keyspaces[NOTIFICATIONS].range(..cutoff.as_bytes()).take(MAX_PURGE_PER_PASS) {
+        for guard in self.keyspaces[NOTIFICATIONS]
+            .range(..cutoff.as_bytes())
+            .take(MAX_PURGE_PER_PASS)
+        {
             let key = guard.key().map_err(backend)?;
             b.overlay.delete(NOTIFICATIONS, key.to_vec());
             report.notifications += 1;
         }
         let expire_before = (now - self.options.idempotency_ttl_ms).max(0) as u64;
-        for guard in self.keyspaces[IDEMPOTENCY_BY_TIME].iter().take(MAX_PURGE_PER_PASS) {
+        for guard in self.keyspaces[IDEMPOTENCY_BY_TIME]
+            .iter()
+            .take(MAX_PURGE_PER_PASS)
+        {
             let key = guard.key().map_err(backend)?;
             let at = u64::from_be_bytes(key[..8].try_into().map_err(backend)?);
             if at >= expire_before {
@@ -524,5 +637,8 @@ pub fn job_id(lane: u8, seq: u64) -> JobId {
 fn parse_job_id(job: &JobId) -> Result<[u8; 9]> {
     let bad = || StoreError::Backend(format!("malformed job id {:?}", job.0));
     let (lane, seq) = job.0.split_once(':').ok_or_else(bad)?;
-    Ok(keys::job(lane.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
+    Ok(keys::job(
+        lane.parse().map_err(|_| bad())?,
+        seq.parse().map_err(|_| bad())?,
+    ))
 }

@@ -21,7 +21,9 @@ pub fn load_config(args: &ConfigArgs) -> Result<Config, String> {
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration; try 3600, 90s, 15m, 12h or 7d"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; try 3600, 90s, 15m, 12h or 7d"))?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,

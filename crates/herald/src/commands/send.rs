@@ -31,9 +31,9 @@ pub struct Args {
     /// high, normal or low.
     #[arg(long, default_value = "normal")]
     priority: String,
-    /// A JSON object handed to clients.
-    #[arg(long)]
-    data: Option<String>,
+    /// The notification's `data`: a JSON object handed to clients as is.
+    #[arg(long, value_name = "JSON")]
+    payload: Option<String>,
     #[arg(long)]
     idempotency_key: Option<String>,
     #[command(flatten)]
@@ -47,33 +47,54 @@ pub fn run(args: Args) -> Result<(), String> {
         (users, None, false) if !users.is_empty() => json!({ "users": users }),
         _ => return Err("say who it is for: --to USER[,USER...], --topic NAME or --all".into()),
     };
-    let mut body = json!({ "to": to, "title": args.title, "body": args.body, "priority": args.priority });
+    let mut body =
+        json!({ "to": to, "title": args.title, "body": args.body, "priority": args.priority });
     if let Some(category) = &args.category {
         body["category"] = json!(category);
     }
-    if let Some(data) = &args.data {
-        body["data"] = serde_json::from_str::<Value>(data).map_err(|e| format!("--data is not JSON: {e}"))?;
+    if let Some(payload) = &args.payload {
+        body["data"] = serde_json::from_str::<Value>(payload)
+            .map_err(|e| format!("--payload is not JSON: {e}"))?;
     }
     if let Some(key) = &args.idempotency_key {
         body["idempotency_key"] = json!(key);
     }
-    let key = match args.api_key.clone().or_else(|| std::env::var("HERALD_API_KEY").ok()) {
+    let key = match args
+        .api_key
+        .clone()
+        .or_else(|| std::env::var("HERALD_API_KEY").ok())
+    {
         Some(key) => key,
         None => {
             let config = super::load_config(&args.config)?;
             let path = config.data.join("api_key");
             std::fs::read_to_string(&path)
                 .map(|s| s.trim().to_owned())
-                .map_err(|e| format!("no API key given and {} is unreadable ({e}); pass --api-key", path.display()))?
+                .map_err(|e| {
+                    format!(
+                        "no API key given and {} is unreadable ({e}); pass --api-key",
+                        path.display()
+                    )
+                })?
         }
     };
     let addr = parse_server(&args.server)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let response = runtime.block_on(async {
-        let mut conn = Connection::open(addr).await.map_err(|e| format!("cannot reach {}: {e}", args.server))?;
-        conn.request("POST", "/v1/notifications", Some(&key), Some(body.to_string().as_bytes()))
+        let mut conn = Connection::open(addr)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("cannot reach {}: {e}", args.server))?;
+        conn.request(
+            "POST",
+            "/v1/notifications",
+            Some(&key),
+            Some(body.to_string().as_bytes()),
+        )
+        .await
+        .map_err(|e| e.to_string())
     })?;
     let text = String::from_utf8_lossy(&response.body);
     if response.status == 202 {

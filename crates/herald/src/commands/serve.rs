@@ -26,23 +26,38 @@ pub fn run(args: Args) -> Result<(), String> {
     let secrets = Secrets::load_or_generate(&config).map_err(|e| e.to_string())?;
     if let Some(path) = &secrets.generated_api_key {
         // Shown once, on the start that creates it; later starts only say where it is.
-        println!("Generated a publisher API key (saved in {}):", path.display());
+        println!(
+            "Generated a publisher API key (saved in {}):",
+            path.display()
+        );
         println!("  {}", secrets.api_key);
-        println!("Send it as `Authorization: Bearer <key>`. Set HERALD_API_KEY to choose your own.");
+        println!(
+            "Send it as `Authorization: Bearer <key>`. Set HERALD_API_KEY to choose your own."
+        );
     } else if config.api_key.is_none() {
-        println!("Publisher API key: in {}", config.data.join("api_key").display());
+        println!(
+            "Publisher API key: in {}",
+            config.data.join("api_key").display()
+        );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let store = herald_server::open_store(&config).map_err(|e| e.to_string())?;
         println!("Herald listening on http://{}", config.listen);
-        herald_server::serve(config, secrets, store, shutdown_signal()).await.map_err(|e| e.to_string())
+        herald_server::serve(config, secrets, store, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
     })
 }
 
 fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::new(&config.log_level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -53,7 +68,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
