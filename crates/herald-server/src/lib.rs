@@ -34,6 +34,20 @@ pub enum ServerError {
     },
 }
 
+/// Pending connections the kernel queues for us; reconnect storms after a restart need more than the default 128.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Opens the embedded store in the configured data directory.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     let dir = config.data.join("store");
@@ -76,8 +90,7 @@ pub async fn serve(
         stop_rx.clone(),
     ));
 
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen)
         .map_err(|source| ServerError::Listen {
             addr: config.listen,
             source,
@@ -98,7 +111,7 @@ pub async fn serve(
         tracing::info!("shutting down: draining connections and work in progress");
         let _ = stop_for_signal.send(true);
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let served = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(graceful);
     let mut stopped = stop_rx.clone();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     tokio::select! {

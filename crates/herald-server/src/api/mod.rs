@@ -72,9 +72,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .split_for_parts();
-    let document = openapi
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    // Shared bytes, not a String: axum clones handlers (and the router, per connection).
+    let document = bytes::Bytes::from(
+        openapi
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes"),
+    );
     router
         .route(
             "/v1/openapi.json",

@@ -106,6 +106,7 @@ impl EmbeddedStore {
             live: live_tx,
             live_enabled: live_enabled.clone(),
             last_job_seq,
+            meta_cache: Default::default(),
         };
         std::thread::Builder::new()
             .name("herald-store-writer".into())

@@ -29,6 +29,8 @@ pub type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// Most operations folded into one batch; bounds a batch's memory and latency.
 const MAX_OPS_PER_BATCH: usize = 2048;
+/// Most users whose metadata the writer keeps in memory; past it the cache starts over.
+const META_CACHE_MAX: usize = 200_000;
 /// Most entries one purge pass removes, so a purge never stalls other writes for long.
 const MAX_PURGE_PER_PASS: usize = 10_000;
 
@@ -70,11 +72,15 @@ pub struct Writer {
     pub live: mpsc::Sender<FeedEvent>,
     pub live_enabled: Arc<AtomicBool>,
     pub last_job_seq: u64,
+    /// Committed user metadata. The writer is its only writer, so the cache is always current.
+    pub meta_cache: HashMap<String, UserMeta>,
 }
 
 /// What one batch builds up before it commits.
 struct Batch<'a> {
     overlay: Overlay<'a>,
+    /// The writer's committed-metadata cache, lent to the batch.
+    cache: HashMap<String, UserMeta>,
     metas: HashMap<String, UserMeta>,
     global: Option<GlobalState>,
     events: Vec<FeedEvent>,
@@ -85,9 +91,12 @@ struct Batch<'a> {
 impl<'a> Batch<'a> {
     fn meta(&mut self, user: &str) -> Result<&mut UserMeta> {
         if !self.metas.contains_key(user) {
-            let meta = match self.overlay.get(USERS, user.as_bytes())? {
-                Some(raw) => from_json(&raw)?,
-                None => UserMeta::default(),
+            let meta = match self.cache.get(user) {
+                Some(cached) => cached.clone(),
+                None => match self.overlay.get(USERS, user.as_bytes())? {
+                    Some(raw) => from_json(&raw)?,
+                    None => UserMeta::default(),
+                },
             };
             self.metas.insert(user.to_owned(), meta);
         }
@@ -114,6 +123,7 @@ impl Writer {
         let keyspaces = self.keyspaces.clone();
         let mut batch = Batch {
             overlay: Overlay::new(&keyspaces),
+            cache: std::mem::take(&mut self.meta_cache),
             metas: HashMap::new(),
             global: None,
             events: Vec::new(),
@@ -137,6 +147,7 @@ impl Writer {
         }
         let Batch {
             overlay,
+            mut cache,
             metas,
             global,
             events,
@@ -144,9 +155,13 @@ impl Writer {
             durable,
         } = batch;
         if failure.is_none() {
-            failure = self.commit(overlay, metas, durable).err();
+            failure = self.commit(overlay, &metas, durable).err();
         }
         if failure.is_none() {
+            if cache.len() + metas.len() > META_CACHE_MAX {
+                cache.clear();
+            }
+            cache.extend(metas);
             if let Some(global) = global {
                 *self.shared_global.write().expect("global lock") = global.clone();
                 self.global = global;
@@ -162,6 +177,8 @@ impl Writer {
         } else if let Some(e) = &failure {
             tracing::error!(error = %e, "storage batch failed; its operations were not applied");
         }
+        // On failure the cache is untouched: the batch's changes lived in `metas` only.
+        self.meta_cache = cache;
         for c in done {
             c(failure.as_ref());
         }
@@ -170,11 +187,11 @@ impl Writer {
     fn commit(
         &self,
         mut overlay: Overlay<'_>,
-        metas: HashMap<String, UserMeta>,
+        metas: &HashMap<String, UserMeta>,
         durable: bool,
     ) -> Result<()> {
         for (user, meta) in metas {
-            overlay.put(USERS, user.into_bytes(), to_json(&meta));
+            overlay.put(USERS, user.as_bytes().to_vec(), to_json(meta));
         }
         if overlay.is_empty() && !durable {
             return Ok(());

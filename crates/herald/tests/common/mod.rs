@@ -261,10 +261,10 @@ pub async fn healthy_within(addr: SocketAddr, within: Duration) -> bool {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await {
-            if r.status() == 200 {
-                return true;
-            }
+        if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
+            && r.status() == 200
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
