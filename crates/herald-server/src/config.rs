@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use herald_core::Limits;
-use herald_store::EmbeddedOptions;
+use herald_store::StoreOptions;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,11 +26,17 @@ pub struct Config {
     /// A tracing filter such as `info` or `herald_server=debug,info`.
     pub log_level: String,
     pub limits: Limits,
-    pub store: EmbeddedOptions,
+    pub store: StoreOptions,
     pub stream: StreamOptions,
     pub workers: WorkerOptions,
     /// Seconds a shutdown waits for in-flight work before it gives up.
     pub shutdown_grace_seconds: u64,
+    /// Use Redis as the store (`redis://[:password@]host:port[/db]`) instead of the embedded one.
+    pub redis_url: Option<String>,
+    /// This node's name among the Herald nodes sharing a Redis; stable across restarts and unique.
+    pub node_id: String,
+    /// Fan-out jobs another node took and left unfinished this long (ms) are taken over.
+    pub redis_claim_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -92,12 +98,24 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info,fjall=warn,lsm_tree=warn".into(),
             limits: Limits::default(),
-            store: EmbeddedOptions::default(),
+            store: StoreOptions::default(),
             stream: StreamOptions::default(),
             workers: WorkerOptions::default(),
             shutdown_grace_seconds: 10,
+            redis_url: None,
+            node_id: default_node_id(),
+            redis_claim_idle_ms: 15_000,
         }
     }
+}
+
+/// The host name: nodes on different machines get different names without configuration.
+fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herald".into())
 }
 
 #[derive(Debug, thiserror::Error)]

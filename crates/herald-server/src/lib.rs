@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::serve::{Listener, ListenerExt};
-use herald_store::{EmbeddedStore, Store};
+use herald_store::{EmbeddedStore, RedisOptions, RedisStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -48,13 +48,37 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Opens the embedded store in the configured data directory.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+/// Opens the configured store: Redis when `redis_url` is set, else the embedded store in the
+/// data directory.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    if let Some(url) = &config.redis_url {
+        let node = RedisOptions {
+            node_id: config.node_id.clone(),
+            claim_idle: Duration::from_millis(config.redis_claim_idle_ms),
+        };
+        let store = RedisStore::open(url, config.store.clone(), node)
+            .await
+            .map_err(|e| {
+                ServerError::Setup(format!("cannot use Redis at {}: {e}", redacted(url)))
+            })?;
+        tracing::info!(redis = %redacted(url), node = %config.node_id, "using the Redis store");
+        return Ok(Arc::new(store));
+    }
     let dir = config.data.join("store");
     let store = EmbeddedStore::open(&dir, config.store.clone()).map_err(|e| {
         ServerError::Setup(format!("cannot open the store in {}: {e}", dir.display()))
     })?;
     Ok(Arc::new(store))
+}
+
+/// A Redis URL without its password, for messages and logs.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Runs the server until `shutdown` resolves, then drains: stops accepting, ends live streams,

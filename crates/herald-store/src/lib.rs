@@ -6,6 +6,10 @@
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod embedded;
+pub mod feed_state;
+mod options;
+mod page;
+pub mod redis;
 mod types;
 
 use std::sync::Arc;
@@ -15,8 +19,10 @@ use async_trait::async_trait;
 use herald_core::{Cursor, Notification, Position};
 use tokio::sync::mpsc;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use embedded::EmbeddedStore;
 pub use herald_core::{EventBody, FeedEvent};
+pub use options::StoreOptions;
+pub use redis::{RedisOptions, RedisStore};
 pub use types::*;
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_store::contract::{Harness, Limits};
-use herald_store::{EmbeddedOptions, EmbeddedStore, Store};
+use herald_store::{EmbeddedStore, Store, StoreOptions};
 
 struct Embedded {
     dir: tempfile::TempDir,
-    options: EmbeddedOptions,
+    options: StoreOptions,
     store: Option<Arc<EmbeddedStore>>,
 }
 
@@ -30,7 +30,7 @@ impl Harness for Embedded {
     }
 }
 
-async fn reopen(path: &std::path::Path, options: EmbeddedOptions) -> EmbeddedStore {
+async fn reopen(path: &std::path::Path, options: StoreOptions) -> EmbeddedStore {
     // fjall releases its directory lock when its background threads finish; retry briefly.
     let mut last = None;
     for _ in 0..100 {
@@ -45,11 +45,11 @@ async fn reopen(path: &std::path::Path, options: EmbeddedOptions) -> EmbeddedSto
 
 async fn embedded(limits: Limits) -> Embedded {
     let dir = tempfile::tempdir().unwrap();
-    let options = EmbeddedOptions {
+    let options = StoreOptions {
         inbox_max: limits.inbox_max,
         global_max: limits.global_max,
         changes_max: limits.changes_max,
-        ..EmbeddedOptions::default()
+        ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), options.clone()).unwrap();
     Embedded {

@@ -212,15 +212,7 @@ async fn a_slow_client_is_cut_off_and_resumes_without_loss() {
     server
         .inbox_until("alice", "every delivery", |i| i["unread"] == total)
         .await;
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     let cut = metrics
         .lines()
         .find(|l| l.starts_with("herald_stream_disconnects_total{reason=\"slow\"}"))

@@ -34,15 +34,7 @@ async fn health_and_metrics() {
         .inbox_until("alice", "delivery", |i| i["unread"] == 1)
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // queue gauges refresh every second
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     for expected in [
         "herald_notifications_accepted_total{priority=\"high\"} 1",
         "herald_deliveries_total{channel=\"inbox\"} 1",

@@ -6,7 +6,7 @@ mod lanes;
 mod overlay;
 mod reads;
 mod records;
-mod state;
+
 mod writer;
 
 use std::path::Path;
@@ -17,46 +17,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 use herald_core::{Cursor, FeedEvent, Notification, Position};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use self::lanes::Lanes;
 use self::overlay::backend;
 use self::records::*;
-use self::state::GlobalState;
 use self::writer::{Op, Writer, job_id};
+use crate::feed_state::GlobalState;
 use crate::*;
-
-/// Tunables of the embedded engine (`[store]` in `herald.toml`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbeddedOptions {
-    /// Most entries kept per user inbox; the oldest are dropped past it.
-    pub inbox_max: usize,
-    /// Most notifications to everyone kept in the global feed.
-    pub global_max: usize,
-    /// Most read/archive actions kept per user for stream resume.
-    pub changes_max: usize,
-    /// How long an idempotency key is remembered, in milliseconds.
-    pub idempotency_ttl_ms: i64,
-    /// How long a notification's content is kept, in milliseconds.
-    pub notification_retention_ms: i64,
-    /// Block cache size in bytes.
-    pub cache_bytes: u64,
-}
-
-impl Default for EmbeddedOptions {
-    fn default() -> Self {
-        Self {
-            inbox_max: 1000,
-            global_max: 1000,
-            changes_max: 200,
-            idempotency_ttl_ms: 24 * 3600 * 1000,
-            notification_retention_ms: 90 * 24 * 3600 * 1000,
-            cache_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
 
 /// Capacity of the queue of pending writes; callers wait when it is full.
 const OPS_QUEUE: usize = 16 * 1024;
@@ -66,7 +34,7 @@ const LIVE_QUEUE: usize = 64 * 1024;
 pub struct EmbeddedStore {
     db: Database,
     keyspaces: Vec<fjall::Keyspace>,
-    options: EmbeddedOptions,
+    options: StoreOptions,
     ops: mpsc::Sender<Op>,
     global: Arc<RwLock<GlobalState>>,
     lanes: Arc<Lanes>,
@@ -76,7 +44,7 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, recovering queued jobs and the global feed.
-    pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(dir.as_ref()).map_err(backend)?;
         let db = Database::builder(dir.as_ref())
             .cache_size(options.cache_bytes)
@@ -306,7 +274,7 @@ impl Store for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    pub fn options(&self) -> &EmbeddedOptions {
+    pub fn options(&self) -> &StoreOptions {
         &self.options
     }
 }

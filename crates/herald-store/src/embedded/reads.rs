@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use fjall::{Database, Keyspace, Readable, Snapshot};
-use herald_core::event::Feed;
-use herald_core::{Cursor, EventBody, FeedEvent, Notification, Position};
+use herald_core::{Cursor, EventBody, Notification, Position};
 
 use super::keys::{seq_suffix, user_key, user_prefix, user_seq};
 use super::overlay::backend;
 use super::records::*;
-use super::state::{GlobalState, UserMeta};
-use crate::{InboxItem, InboxPage, Replay, Result};
+use crate::feed_state::{GlobalState, UserMeta};
+use crate::page::{Candidate, merge_page, replay_events};
+use crate::{InboxPage, Replay, Result};
 
 pub fn notification(keyspaces: &[Keyspace], id: &str) -> Result<Option<Arc<Notification>>> {
     match keyspaces[NOTIFICATIONS]
@@ -45,13 +45,6 @@ pub fn user_meta(snap: &Snapshot, keyspaces: &[Keyspace], user: &str) -> Result<
         Some(raw) => from_json(&raw),
         None => Ok(UserMeta::default()),
     }
-}
-
-/// A candidate for an inbox page from one of the two feeds.
-struct Candidate {
-    seq: u64,
-    notification: Option<Arc<Notification>>,
-    read: bool,
 }
 
 pub fn inbox_page(
@@ -108,45 +101,13 @@ pub fn inbox_page(
         }
     }
 
-    // Merge newest first by creation time; each feed pages on by its own sequence number.
-    let (mut i, mut j) = (0, 0);
-    let mut next = before;
-    let mut items = Vec::with_capacity(limit);
-    while items.len() < limit && (i < own.len() || j < everyone.len()) {
-        let take_own = match (own.get(i), everyone.get(j)) {
-            (Some(a), Some(b)) => created(a) >= created(b),
-            (Some(_), None) => true,
-            _ => false,
-        };
-        let c = if take_own {
-            i += 1;
-            next.user = own[i - 1].seq;
-            &own[i - 1]
-        } else {
-            j += 1;
-            next.global = everyone[j - 1].seq;
-            &everyone[j - 1]
-        };
-        // Content past its retention is gone; its entry is skipped.
-        if let Some(n) = &c.notification {
-            items.push(InboxItem {
-                notification: n.clone(),
-                read: c.read,
-            });
-        }
-    }
-    let more = i < own.len() || j < everyone.len();
-    Ok(InboxPage {
-        items,
-        unread: meta.unread + global.unread_for(&meta),
-        next: more.then_some(next),
-    })
-}
-
-fn created(c: &Candidate) -> (i64, &str) {
-    c.notification
-        .as_ref()
-        .map_or((i64::MIN, ""), |n| (n.created_at, n.id.as_str()))
+    Ok(merge_page(
+        own,
+        everyone,
+        before,
+        limit,
+        meta.unread + global.unread_for(&meta),
+    ))
 }
 
 pub fn replay(
@@ -165,7 +126,6 @@ pub fn replay(
     if ahead || behind {
         return Ok(Replay::Gap { head });
     }
-    let user_arc: Arc<str> = Arc::from(user);
     let mut own: Vec<(u64, EventBody)> = Vec::new();
     let from = user_seq(user, after.user + 1);
     let to = user_seq(user, u64::MAX);
@@ -196,17 +156,7 @@ pub fn replay(
             return Ok(Replay::Gap { head });
         }
     }
-    own.sort_by_key(|(seq, _)| *seq);
-    let mut events: Vec<FeedEvent> = own
-        .into_iter()
-        .map(|(seq, body)| FeedEvent {
-            user: Some(user_arc.clone()),
-            feed: Feed::User,
-            seq,
-            unread: None,
-            body,
-        })
-        .collect();
+    let mut everyone = Vec::new();
     for &(gseq, _) in global.entries.iter().filter(|(g, _)| *g > after.global) {
         let Some(raw) = snap
             .get(&keyspaces[GLOBAL], gseq.to_be_bytes())
@@ -219,22 +169,13 @@ pub fn replay(
             continue;
         }
         if let Some(n) = notification_at(&snap, keyspaces, &entry.id)? {
-            let read = meta.global_is_read(gseq);
-            events.push(FeedEvent {
-                user: None,
-                feed: Feed::Global,
-                seq: gseq,
-                unread: None,
-                body: EventBody::Notification {
-                    notification: n,
-                    read,
-                },
-            });
+            everyone.push((gseq, n, meta.global_is_read(gseq)));
         }
-        if events.len() > max {
+        if own.len() + everyone.len() > max {
             return Ok(Replay::Gap { head });
         }
     }
+    let events = replay_events(user, own, everyone);
     Ok(Replay::Events { events, head })
 }
 

@@ -14,12 +14,12 @@ use herald_core::event::Feed;
 use herald_core::{EventBody, FeedEvent, Notification};
 use tokio::sync::{mpsc, oneshot};
 
-use super::EmbeddedOptions;
+use super::StoreOptions;
 use super::keys::{self, seq_suffix, user_key, user_prefix, user_seq};
 use super::lanes::Lanes;
 use super::overlay::{Overlay, backend};
 use super::records::*;
-use super::state::{GlobalState, UserMeta};
+use crate::feed_state::{GlobalState, UserMeta};
 use crate::{
     Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId,
     PurgeReport, Result, StoreError,
@@ -64,7 +64,7 @@ fn completion<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Completi
 pub struct Writer {
     pub db: Database,
     pub keyspaces: Vec<Keyspace>,
-    pub options: EmbeddedOptions,
+    pub options: StoreOptions,
     /// The writer's own copy of the global feed state; readers see `shared_global`.
     pub global: GlobalState,
     pub shared_global: Arc<RwLock<GlobalState>>,

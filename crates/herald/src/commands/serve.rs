@@ -15,12 +15,18 @@ pub struct Args {
     /// Address to listen on [default: 127.0.0.1:8080, env: HERALD_LISTEN]
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Use Redis as the store, e.g. redis://127.0.0.1:6379 [env: HERALD_REDIS_URL]
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<(), String> {
     let mut config = super::load_config(&args.config)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if args.redis.is_some() {
+        config.redis_url = args.redis;
     }
     init_logging(&config);
     let secrets = Secrets::load_or_generate(&config).map_err(|e| e.to_string())?;
@@ -45,7 +51,9 @@ pub fn run(args: Args) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = herald_server::open_store(&config).map_err(|e| e.to_string())?;
+        let store = herald_server::open_store(&config)
+            .await
+            .map_err(|e| e.to_string())?;
         println!("Herald listening on http://{}", config.listen);
         herald_server::serve(config, secrets, store, shutdown_signal())
             .await

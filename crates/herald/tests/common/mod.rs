@@ -206,6 +206,18 @@ impl Server {
         }
     }
 
+    /// The Prometheus metrics text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap(); // SIGKILL

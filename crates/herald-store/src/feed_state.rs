@@ -67,6 +67,16 @@ pub struct GlobalState {
 }
 
 impl GlobalState {
+    /// Listed global entries above a read marker.
+    pub fn listed_after(&self, marker: u64) -> u64 {
+        self.entries
+            .iter()
+            .rev()
+            .take_while(|(g, _)| *g > marker)
+            .filter(|(_, inbox)| *inbox)
+            .count() as u64
+    }
+
     /// Unread global inbox entries for a user.
     pub fn unread_for(&self, meta: &UserMeta) -> u64 {
         self.entries

@@ -1,0 +1,141 @@
+//! Live events from Redis pub/sub. Every node hears every event; the hub keeps those of users
+//! connected to it. A feed script publishes inside the transaction that made the change, so a
+//! user's events arrive in sequence order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use herald_core::event::Feed;
+use herald_core::{EventBody, FeedEvent, Notification};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::global::GlobalCache;
+use super::keys;
+use crate::{Result, StoreError};
+
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(default)]
+    u: Option<String>,
+    f: String,
+    s: u64,
+    #[serde(default)]
+    pu: u64,
+    #[serde(default)]
+    gm: u64,
+    #[serde(default)]
+    gx: u64,
+    #[serde(default)]
+    fl: u64,
+    #[serde(default)]
+    fg: u8,
+    k: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    read: bool,
+    #[serde(default)]
+    n: Option<Notification>,
+}
+
+/// A change-log record (`{"k":"read","id":..}`) as an event body.
+pub fn change_body(json: &str) -> Result<EventBody> {
+    #[derive(Deserialize)]
+    struct Change {
+        k: String,
+        #[serde(default)]
+        id: Option<String>,
+    }
+    let c: Change = serde_json::from_str(json)
+        .map_err(|e| StoreError::Backend(format!("corrupt change: {e}")))?;
+    body(&c.k, c.id, None, false)
+        .ok_or_else(|| StoreError::Backend(format!("unknown change {:?}", c.k)))
+}
+
+fn body(kind: &str, id: Option<String>, n: Option<Notification>, read: bool) -> Option<EventBody> {
+    Some(match kind {
+        "notification" => EventBody::Notification {
+            notification: Arc::new(n?),
+            read,
+        },
+        "read" => EventBody::Read { id: id? },
+        "archived" => EventBody::Archived { id: id? },
+        "read_all" => EventBody::ReadAll,
+        _ => return None,
+    })
+}
+
+fn convert(wire: Wire, global: &GlobalCache) -> Option<FeedEvent> {
+    if wire.f == "g" {
+        global.apply(wire.s, wire.fl, wire.fg & 1 != 0);
+        return Some(FeedEvent {
+            user: None,
+            feed: Feed::Global,
+            seq: wire.s,
+            unread: None,
+            body: body(&wire.k, None, wire.n, false)?,
+        });
+    }
+    let state = global.snapshot();
+    let unread = (wire.pu + state.listed_after(wire.gm)).saturating_sub(wire.gx);
+    Some(FeedEvent {
+        user: Some(Arc::from(wire.u?.as_str())),
+        feed: Feed::User,
+        seq: wire.s,
+        unread: Some(unread),
+        body: body(&wire.k, wire.id, wire.n, wire.read)?,
+    })
+}
+
+/// Listens until the receiver is gone, reconnecting after errors.
+pub async fn listen(
+    client: ::redis::Client,
+    global: Arc<GlobalCache>,
+    tx: mpsc::Sender<FeedEvent>,
+    enabled: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if let Err(e) = pubsub.subscribe(keys::EVENTS_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot subscribe to live events; retrying");
+                } else {
+                    backoff = Duration::from_millis(100);
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let msg = tokio::select! {
+                            msg = messages.next() => match msg {
+                                Some(msg) => msg,
+                                None => break,
+                            },
+                            // The store is gone.
+                            _ = tx.closed() => return,
+                        };
+                        let Ok(wire) = serde_json::from_slice::<Wire>(msg.get_payload_bytes())
+                        else {
+                            tracing::warn!("unreadable live event skipped");
+                            continue;
+                        };
+                        let Some(event) = convert(wire, &global) else {
+                            continue;
+                        };
+                        if enabled.load(Ordering::Acquire) && tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    tracing::warn!("live event subscription lost; reconnecting");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach redis for live events; retrying"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

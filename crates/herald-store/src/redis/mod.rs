@@ -1,0 +1,969 @@
+//! The Redis engine: many Herald nodes share one Redis. Feed writes are Lua scripts on one hash
+//! slot each (see `scripts`), work queues are Redis Streams with a consumer group (one stream per
+//! priority lane), and live events travel over pub/sub to every node.
+
+mod events;
+mod global;
+mod keys;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
+use ::redis::{AsyncCommands, Script, Value};
+use async_trait::async_trait;
+use herald_core::{Cursor, EventBody, FeedEvent, Notification, Position, Recipients};
+use tokio::sync::mpsc;
+
+use self::global::GlobalCache;
+use crate::feed_state::{GlobalState, UserMeta};
+use crate::page::{Candidate, merge_page, replay_events};
+use crate::*;
+
+/// What a Redis engine needs beyond the shared [`StoreOptions`].
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// This node's consumer name in the work-queue group. Stable across restarts, so a restarted
+    /// node takes back its own unfinished jobs at once; unique per node.
+    pub node_id: String,
+    /// Jobs another node took and has not finished for this long are taken over (a dead node's work).
+    pub claim_idle: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            node_id: "herald".into(),
+            claim_idle: Duration::from_secs(15),
+        }
+    }
+}
+
+struct Scripts {
+    accept: Script,
+    deliver: Script,
+    mark: Script,
+    mark_all: Script,
+    deliver_global: Script,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    /// Blocking stream reads get a connection of their own so they never hold up other commands.
+    blocking: tokio::sync::Mutex<ConnectionManager>,
+    options: StoreOptions,
+    redis: RedisOptions,
+    global: Arc<GlobalCache>,
+    scripts: Scripts,
+    live_rx: Mutex<Option<mpsc::Receiver<FeedEvent>>>,
+    live_enabled: Arc<AtomicBool>,
+    /// Own unfinished jobs from a previous run are read back before new ones.
+    own_pending_done: AtomicBool,
+    last_claim_ms: AtomicI64,
+}
+
+/// A user's meta hash fields (s, u, rm, f, gm) and their global read/archive states.
+type MetaReply = (
+    (
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+    ),
+    HashMap<u64, String>,
+);
+
+fn backend(e: ::redis::RedisError) -> StoreError {
+    StoreError::Backend(format!("redis: {e}"))
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("corrupt record in redis: {e}"))
+}
+
+/// Capacity of the live event channel to the realtime hub.
+const LIVE_QUEUE: usize = 64 * 1024;
+/// Most entries one purge pass removes.
+const MAX_PURGE_PER_PASS: isize = 10_000;
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port[/db]`), prepares the queues and starts listening
+    /// for live events.
+    pub async fn open(
+        url: &str,
+        options: StoreOptions,
+        redis_options: RedisOptions,
+    ) -> Result<Self> {
+        let client = ::redis::Client::open(url).map_err(backend)?;
+        let config =
+            ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+        let mut conn = client
+            .get_connection_manager_with_config(config.clone())
+            .await
+            .map_err(backend)?;
+        let blocking = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(backend)?;
+        for lane in 0..3 {
+            let created: ::redis::RedisResult<()> = ::redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(keys::lane(lane))
+                .arg(keys::GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = created
+                && e.code() != Some("BUSYGROUP")
+            {
+                return Err(backend(e));
+            }
+        }
+        let scripts = Scripts {
+            accept: Script::new(scripts::ACCEPT),
+            deliver: Script::new(&scripts::deliver()),
+            mark: Script::new(&scripts::mark()),
+            mark_all: Script::new(&scripts::mark_all()),
+            deliver_global: Script::new(scripts::DELIVER_GLOBAL),
+        };
+        // Loaded up front: pipelined EVALSHA calls cannot load a missing script themselves.
+        for script in [
+            &scripts.accept,
+            &scripts.deliver,
+            &scripts.mark,
+            &scripts.mark_all,
+            &scripts.deliver_global,
+        ] {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(backend)?;
+        }
+        let global = Arc::new(GlobalCache::default());
+        global.reload(&mut conn).await?;
+        let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        let live_enabled = Arc::new(AtomicBool::new(false));
+        tokio::spawn(events::listen(
+            client,
+            global.clone(),
+            tx,
+            live_enabled.clone(),
+        ));
+        Ok(Self {
+            conn,
+            blocking: tokio::sync::Mutex::new(blocking),
+            options,
+            redis: redis_options,
+            global,
+            scripts,
+            live_rx: Mutex::new(Some(rx)),
+            live_enabled,
+            own_pending_done: AtomicBool::new(false),
+            last_claim_ms: AtomicI64::new(0),
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn global(&self) -> Result<GlobalState> {
+        self.global.current(&mut self.conn()).await
+    }
+
+    async fn user_meta(&self, user: &str) -> Result<UserMeta> {
+        let ((s, u, rm, f, gm), states): MetaReply = ::redis::pipe()
+            .cmd("HMGET")
+            .arg(keys::user_meta(user))
+            .arg(&["s", "u", "rm", "f", "gm"])
+            .hgetall(keys::user_global(user))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        let mut meta = UserMeta {
+            seq: s.unwrap_or(0),
+            unread: u.unwrap_or(0),
+            read_marker: rm.unwrap_or(0),
+            floor: f.unwrap_or(0),
+            global_marker: gm.unwrap_or(0),
+            ..UserMeta::default()
+        };
+        for (gseq, state) in states {
+            if state == "a" {
+                meta.global_archived.push(gseq);
+            } else {
+                meta.global_read.push(gseq);
+            }
+        }
+        Ok(meta)
+    }
+
+    async fn notifications(&self, ids: &[String]) -> Result<Vec<Option<Arc<Notification>>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for id in ids {
+            pipe.get(keys::notification(id));
+        }
+        let raw: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await.map_err(backend)?;
+        raw.into_iter()
+            .map(|r| {
+                r.map(|json| serde_json::from_str(&json).map(Arc::new).map_err(json_err))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Runs `pipe`, loading the scripts once and retrying if Redis lost them (restart, failover).
+    async fn run_scripts(&self, pipe: &::redis::Pipeline) -> Result<Vec<Value>> {
+        let mut conn = self.conn();
+        match pipe.query_async::<Vec<Value>>(&mut conn).await {
+            Err(e)
+                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                for script in [
+                    &self.scripts.deliver,
+                    &self.scripts.mark,
+                    &self.scripts.mark_all,
+                ] {
+                    script
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await
+                        .map_err(backend)?;
+                }
+                pipe.query_async(&mut conn).await.map_err(backend)
+            }
+            other => other.map_err(backend),
+        }
+    }
+
+    /// Total unread from what a feed script reports: own unread + global unread.
+    fn unread_from(global: &GlobalState, personal: u64, marker: u64, read_above: u64) -> u64 {
+        (personal + global.listed_after(marker)).saturating_sub(read_above)
+    }
+
+    fn parse_jobs(&self, lane: usize, entries: Vec<StreamId>) -> Result<(Vec<Job>, Vec<String>)> {
+        let mut jobs = Vec::with_capacity(entries.len());
+        let mut gone = Vec::new();
+        for entry in entries {
+            let Some(Value::BulkString(raw)) = entry.map.get("n") else {
+                gone.push(entry.id); // deleted while pending: nothing left to do
+                continue;
+            };
+            let notification: Notification = serde_json::from_slice(raw).map_err(json_err)?;
+            jobs.push(Job {
+                id: JobId(format!("{lane}:{}", entry.id)),
+                lane: notification.priority,
+                notification: Arc::new(notification),
+                cursor: None,
+            });
+        }
+        Ok((jobs, gone))
+    }
+
+    async fn with_checkpoints(&self, mut jobs: Vec<Job>) -> Result<Vec<Job>> {
+        if jobs.is_empty() {
+            return Ok(jobs);
+        }
+        let ids: Vec<&str> = jobs.iter().map(|j| j.id.0.as_str()).collect();
+        let cursors: Vec<Option<String>> = ::redis::cmd("HMGET")
+            .arg(keys::CHECKPOINTS)
+            .arg(&ids)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        for (job, cursor) in jobs.iter_mut().zip(cursors) {
+            job.cursor = cursor;
+        }
+        Ok(jobs)
+    }
+
+    async fn read_group(
+        &self,
+        lanes: &[usize],
+        start: &str,
+        max: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Job>> {
+        let stream_keys: Vec<String> = lanes.iter().map(|l| keys::lane(*l)).collect();
+        let ids: Vec<&str> = lanes.iter().map(|_| start).collect();
+        let mut opts = StreamReadOptions::default()
+            .group(keys::GROUP, &self.redis.node_id)
+            .count(max);
+        if let Some(block) = block {
+            opts = opts.block(block.as_millis() as usize);
+        }
+        let reply: Option<StreamReadReply> = if block.is_some() {
+            let mut conn = self.blocking.lock().await;
+            conn.xread_options(&stream_keys, &ids, &opts)
+                .await
+                .map_err(backend)?
+        } else {
+            self.conn()
+                .xread_options(&stream_keys, &ids, &opts)
+                .await
+                .map_err(backend)?
+        };
+        let mut jobs = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let lane = lanes[stream_keys.iter().position(|k| *k == key.key).unwrap_or(0)];
+            let (mut found, gone) = self.parse_jobs(lane, key.ids)?;
+            if !gone.is_empty() {
+                let _: () = self
+                    .conn()
+                    .xack(&key.key, keys::GROUP, &gone)
+                    .await
+                    .map_err(backend)?;
+            }
+            jobs.append(&mut found);
+        }
+        jobs.sort_by_key(|j| j.lane);
+        Ok(jobs)
+    }
+
+    /// Takes over jobs that another consumer left unfinished for longer than `claim_idle`.
+    async fn claim_abandoned(&self, max: usize) -> Result<Vec<Job>> {
+        let now = herald_core::time::now_ms();
+        let every = (self.redis.claim_idle.as_millis() as i64 / 2).max(100);
+        if now - self.last_claim_ms.load(Ordering::Relaxed) < every {
+            return Ok(Vec::new());
+        }
+        self.last_claim_ms.store(now, Ordering::Relaxed);
+        let mut jobs = Vec::new();
+        for lane in 0..3 {
+            let reply: ::redis::streams::StreamAutoClaimReply = ::redis::cmd("XAUTOCLAIM")
+                .arg(keys::lane(lane))
+                .arg(keys::GROUP)
+                .arg(&self.redis.node_id)
+                .arg(self.redis.claim_idle.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(backend)?;
+            let (mut found, _) = self.parse_jobs(lane, reply.claimed)?;
+            if !found.is_empty() {
+                tracing::info!(
+                    jobs = found.len(),
+                    lane,
+                    "took over jobs another node left unfinished"
+                );
+            }
+            jobs.append(&mut found);
+        }
+        self.with_checkpoints(jobs).await
+    }
+}
+
+fn values(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items,
+        other => vec![other],
+    }
+}
+
+fn as_u64(v: &Value) -> u64 {
+    match v {
+        Value::Int(i) => *i as u64,
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn as_str(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn accept(&self, accept: Accept) -> Result<Accepted> {
+        let n = accept.notification;
+        let json = serde_json::to_string(&n).map_err(json_err)?;
+        let lane_key = keys::lane(n.priority.lane());
+        let mut conn = self.conn();
+        // The content first: if the script below never runs, an orphan record is purged with retention.
+        let _: () = conn
+            .set(keys::notification(&n.id), &json)
+            .await
+            .map_err(backend)?;
+        let (idem_key, fingerprint, key) = match &accept.idempotency {
+            Some(i) => (
+                keys::idempotency(&i.key),
+                i.fingerprint.as_str(),
+                i.key.as_str(),
+            ),
+            None => (lane_key.clone(), "", ""),
+        };
+        let reply: Vec<String> = self
+            .scripts
+            .accept
+            .key(&lane_key)
+            .key(&idem_key)
+            .key(keys::NOTIFICATION_TIMES)
+            .key(keys::IDEMPOTENCY_TIMES)
+            .arg(&n.id)
+            .arg(fingerprint)
+            .arg(n.created_at)
+            .arg(self.options.idempotency_ttl_ms)
+            .arg(&json)
+            .arg(key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(Accepted::Created(Arc::new(n))),
+            Some(outcome) => {
+                let _: () = conn.del(keys::notification(&n.id)).await.map_err(backend)?;
+                let id = reply.get(1).cloned().unwrap_or_default();
+                if outcome == "duplicate" {
+                    Ok(Accepted::Duplicate { id })
+                } else {
+                    Err(StoreError::IdempotencyConflict { id })
+                }
+            }
+            None => Err(StoreError::Backend("accept script gave no answer".into())),
+        }
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<Arc<Notification>>> {
+        Ok(self.notifications(&[id.to_owned()]).await?.pop().flatten())
+    }
+
+    async fn next_jobs(&self, max: usize, wait: Duration) -> Result<Vec<Job>> {
+        if !self.own_pending_done.load(Ordering::Relaxed) {
+            let own = self.read_group(&[0, 1, 2], "0", max, None).await?;
+            if !own.is_empty() {
+                return self.with_checkpoints(own).await;
+            }
+            self.own_pending_done.store(true, Ordering::Relaxed);
+        }
+        let claimed = self.claim_abandoned(max).await?;
+        if !claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut jobs = Vec::new();
+        for lane in 0..3 {
+            if jobs.len() >= max {
+                break;
+            }
+            jobs.extend(
+                self.read_group(&[lane], ">", max - jobs.len(), None)
+                    .await?,
+            );
+        }
+        if jobs.is_empty() && !wait.is_zero() {
+            jobs = self.read_group(&[0, 1, 2], ">", max, Some(wait)).await?;
+        }
+        Ok(jobs)
+    }
+
+    async fn checkpoint_job(&self, job: &JobId, cursor: &str) -> Result<()> {
+        self.conn()
+            .hset(keys::CHECKPOINTS, &job.0, cursor)
+            .await
+            .map_err(backend)
+    }
+
+    async fn finish_jobs(&self, jobs: &[JobId]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for job in jobs {
+            let (lane, id) = job
+                .0
+                .split_once(':')
+                .ok_or_else(|| StoreError::Backend(format!("bad job id {}", job.0)))?;
+            let lane_key = keys::lane(lane.parse().unwrap_or(0));
+            pipe.xack(&lane_key, keys::GROUP, &[id]).ignore();
+            pipe.xdel(&lane_key, &[id]).ignore();
+            pipe.hdel(keys::CHECKPOINTS, &job.0).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(backend)
+    }
+
+    async fn queue_depths(&self) -> Result<[u64; 3]> {
+        let mut depths = [0u64; 3];
+        for (lane, depth) in depths.iter_mut().enumerate() {
+            let groups: Vec<HashMap<String, Value>> = ::redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(keys::lane(lane))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(backend)?;
+            *depth = groups
+                .iter()
+                .find(|g| g.get("name").map(as_str).as_deref() == Some(keys::GROUP))
+                .map_or(0, |g| g.get("lag").map(as_u64).unwrap_or(0));
+        }
+        Ok(depths)
+    }
+
+    async fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<Delivered>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let global = self.global().await?;
+        // Each script call carries the content for its live event, without the recipient list:
+        // a notification to 10,000 listed users would otherwise send the list 10,000 times.
+        let mut json_by_id: HashMap<&str, String> = HashMap::new();
+        for d in deliveries {
+            if !json_by_id.contains_key(d.notification.id.as_str()) {
+                let content = Notification {
+                    to: Recipients::Users(Vec::new()),
+                    ..(*d.notification).clone()
+                };
+                json_by_id.insert(
+                    &d.notification.id,
+                    serde_json::to_string(&content).map_err(json_err)?,
+                );
+            }
+        }
+        let mut pipe = ::redis::pipe();
+        for d in deliveries {
+            pipe.cmd("EVALSHA")
+                .arg(self.scripts.deliver.get_hash())
+                .arg(3)
+                .arg(keys::user_meta(&d.user))
+                .arg(keys::user_inbox(&d.user))
+                .arg(keys::user_global(&d.user))
+                .arg(&d.notification.id)
+                .arg(d.flags.bits())
+                .arg(self.options.inbox_max)
+                .arg(global.floor)
+                .arg(&json_by_id[d.notification.id.as_str()])
+                .arg(&d.user)
+                .arg(keys::EVENTS_CHANNEL);
+        }
+        let replies = self.run_scripts(&pipe).await?;
+        let mut delivered = Vec::new();
+        for (d, reply) in deliveries.iter().zip(replies) {
+            let parts = values(reply);
+            if parts.len() < 4 {
+                continue; // already delivered
+            }
+            let unread = Self::unread_from(
+                &global,
+                as_u64(&parts[1]),
+                as_u64(&parts[2]),
+                as_u64(&parts[3]),
+            );
+            delivered.push(Delivered {
+                user: d.user.clone(),
+                seq: as_u64(&parts[0]),
+                unread,
+                flags: d.flags,
+            });
+        }
+        Ok(delivered)
+    }
+
+    async fn deliver_global(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+    ) -> Result<u64> {
+        let json = serde_json::to_string(&*notification).map_err(json_err)?;
+        self.scripts
+            .deliver_global
+            .key(keys::GLOBAL_FEED)
+            .key(keys::GLOBAL_META)
+            .arg(&notification.id)
+            .arg(flags.bits())
+            .arg(self.options.global_max)
+            .arg(&json)
+            .arg(keys::EVENTS_CHANNEL)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(backend)
+    }
+
+    async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {
+        let global = self.global().await?;
+        let meta = self.user_meta(user).await?;
+        let want = limit + 1;
+        let mut own_ids = Vec::new();
+        let mut own_meta = Vec::new();
+        let mut top = if before.user == u64::MAX {
+            "+inf".to_owned()
+        } else {
+            format!("({}", before.user * 8)
+        };
+        'scan: loop {
+            let batch: Vec<(String, f64)> = self
+                .conn()
+                .zrevrangebyscore_limit_withscores(
+                    keys::user_inbox(user),
+                    &top,
+                    "-inf",
+                    0,
+                    want as isize,
+                )
+                .await
+                .map_err(backend)?;
+            let exhausted = batch.len() < want;
+            for (id, score) in batch {
+                let score = score as u64;
+                top = format!("({score}");
+                let (seq, flags) = (score / 8, score % 8);
+                if flags & 1 == 0 {
+                    continue;
+                }
+                own_ids.push(id);
+                own_meta.push((seq, meta.is_read(seq, flags & 4 != 0)));
+                if own_ids.len() == want {
+                    break 'scan;
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let mut global_ids = Vec::new();
+        let mut global_meta = Vec::new();
+        let top = before.global.min(global.head.saturating_add(1));
+        let listed: Vec<u64> = global
+            .entries
+            .iter()
+            .rev()
+            .filter(|(g, inbox)| *g < top && *inbox && !meta.global_is_archived(*g))
+            .map(|(g, _)| *g)
+            .take(want)
+            .collect();
+        if !listed.is_empty() {
+            let low = listed.last().copied().unwrap_or(0) * 8;
+            let high = listed[0] * 8 + 7;
+            let entries: Vec<(String, f64)> = self
+                .conn()
+                .zrangebyscore_withscores(keys::GLOBAL_FEED, low, high)
+                .await
+                .map_err(backend)?;
+            let by_seq: HashMap<u64, String> = entries
+                .into_iter()
+                .map(|(id, s)| ((s as u64) / 8, id))
+                .collect();
+            for g in listed {
+                if let Some(id) = by_seq.get(&g) {
+                    global_ids.push(id.clone());
+                    global_meta.push((g, meta.global_is_read(g)));
+                }
+            }
+        }
+        let own_n = self.notifications(&own_ids).await?;
+        let global_n = self.notifications(&global_ids).await?;
+        let to_candidates = |metas: Vec<(u64, bool)>, ns: Vec<Option<Arc<Notification>>>| {
+            metas
+                .into_iter()
+                .zip(ns)
+                .map(|((seq, read), notification)| Candidate {
+                    seq,
+                    notification,
+                    read,
+                })
+                .collect()
+        };
+        let unread = meta.unread + global.unread_for(&meta);
+        Ok(merge_page(
+            to_candidates(own_meta, own_n),
+            to_candidates(global_meta, global_n),
+            before,
+            limit,
+            unread,
+        ))
+    }
+
+    async fn unread(&self, user: &str) -> Result<u64> {
+        let global = self.global().await?;
+        let meta = self.user_meta(user).await?;
+        Ok(meta.unread + global.unread_for(&meta))
+    }
+
+    async fn mark_read(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
+        self.mark(user, id, "read").await
+    }
+
+    async fn mark_all_read(&self, user: &str) -> Result<Change> {
+        let global = self.global().await?;
+        let reply: Vec<Value> = self
+            .scripts
+            .mark_all
+            .key(keys::user_meta(user))
+            .key(keys::user_changes(user))
+            .key(keys::user_global(user))
+            .arg(global.head)
+            .arg(self.options.changes_max)
+            .arg(global.floor)
+            .arg(user)
+            .arg(keys::EVENTS_CHANNEL)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(Change {
+            seq: as_u64(&reply[1]),
+            unread: Self::unread_from(
+                &global,
+                as_u64(&reply[2]),
+                as_u64(&reply[3]),
+                as_u64(&reply[4]),
+            ),
+        })
+    }
+
+    async fn archive(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
+        self.mark(user, id, "archive").await
+    }
+
+    async fn head(&self, user: &str) -> Result<Position> {
+        let global = self.global().await?;
+        let seq: Option<u64> = self
+            .conn()
+            .hget(keys::user_meta(user), "s")
+            .await
+            .map_err(backend)?;
+        Ok(Position::new(seq.unwrap_or(0), global.head))
+    }
+
+    async fn replay(&self, user: &str, after: Position, max: usize) -> Result<Replay> {
+        let global = self.global().await?;
+        let meta = self.user_meta(user).await?;
+        let head = Position::new(meta.seq, global.head);
+        let ahead = after.user > meta.seq || after.global > global.head;
+        let behind = after.user < meta.floor || after.global < global.floor;
+        if ahead || behind {
+            return Ok(Replay::Gap { head });
+        }
+        let from = (after.user + 1) * 8;
+        let (own, changes, everyone): (Vec<(String, f64)>, Vec<String>, Vec<(String, f64)>) =
+            ::redis::pipe()
+                .zrangebyscore_withscores(keys::user_inbox(user), from, "+inf")
+                .zrangebyscore(keys::user_changes(user), after.user + 1, "+inf")
+                .zrangebyscore_withscores(keys::GLOBAL_FEED, (after.global + 1) * 8, "+inf")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(backend)?;
+        let own: Vec<(String, u64)> = own
+            .into_iter()
+            .map(|(id, s)| (id, s as u64))
+            .filter(|(_, s)| s & 2 != 0)
+            .collect();
+        let everyone: Vec<(String, u64)> = everyone
+            .into_iter()
+            .map(|(id, s)| (id, s as u64))
+            .filter(|(_, s)| s & 2 != 0 && !meta.global_is_archived(s / 8))
+            .collect();
+        if own.len() + changes.len() + everyone.len() > max {
+            return Ok(Replay::Gap { head });
+        }
+        let own_n = self
+            .notifications(&own.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+            .await?;
+        let global_n = self
+            .notifications(
+                &everyone
+                    .iter()
+                    .map(|(id, _)| id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        let mut mine: Vec<(u64, EventBody)> = Vec::new();
+        for ((_, score), n) in own.iter().zip(own_n) {
+            let seq = score / 8;
+            if let Some(n) = n {
+                mine.push((
+                    seq,
+                    EventBody::Notification {
+                        notification: n,
+                        read: meta.is_read(seq, score & 4 != 0),
+                    },
+                ));
+            }
+        }
+        for member in changes {
+            let (seq, body) = member
+                .split_once(' ')
+                .ok_or_else(|| StoreError::Backend("corrupt change".into()))?;
+            let seq: u64 = seq
+                .parse()
+                .map_err(|_| StoreError::Backend("corrupt change".into()))?;
+            mine.push((seq, events::change_body(body)?));
+        }
+        let everyone = everyone
+            .iter()
+            .zip(global_n)
+            .filter_map(|((_, score), n)| n.map(|n| (score / 8, n, meta.global_is_read(score / 8))))
+            .collect();
+        let events = replay_events(user, mine, everyone);
+        Ok(Replay::Events { events, head })
+    }
+
+    async fn subscribe(&self, topic: &str, users: &[String]) -> Result<u64> {
+        if users.is_empty() {
+            return Ok(0);
+        }
+        let items: Vec<(u8, &String)> = users.iter().map(|u| (0u8, u)).collect();
+        ::redis::cmd("ZADD")
+            .arg(keys::topic(topic))
+            .arg("NX")
+            .arg(&items)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)
+    }
+
+    async fn unsubscribe(&self, topic: &str, users: &[String]) -> Result<u64> {
+        if users.is_empty() {
+            return Ok(0);
+        }
+        self.conn()
+            .zrem(keys::topic(topic), users)
+            .await
+            .map_err(backend)
+    }
+
+    async fn subscribers(
+        &self,
+        topic: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        self.conn()
+            .zrangebylex_limit(keys::topic(topic), min, "+", 0, limit as isize)
+            .await
+            .map_err(backend)
+    }
+
+    fn live_events(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        let rx = self.live_rx.lock().expect("live lock").take();
+        if rx.is_some() {
+            self.live_enabled.store(true, Ordering::Release);
+        }
+        rx
+    }
+
+    async fn purge_expired(&self, now_ms: i64) -> Result<PurgeReport> {
+        let mut conn = self.conn();
+        let cutoff = now_ms - self.options.notification_retention_ms;
+        let ids: Vec<String> = conn
+            .zrangebyscore_limit(
+                keys::NOTIFICATION_TIMES,
+                "-inf",
+                cutoff,
+                0,
+                MAX_PURGE_PER_PASS,
+            )
+            .await
+            .map_err(backend)?;
+        let mut report = PurgeReport::default();
+        if !ids.is_empty() {
+            let mut pipe = ::redis::pipe();
+            for id in &ids {
+                pipe.del(keys::notification(id)).ignore();
+            }
+            pipe.zrem(keys::NOTIFICATION_TIMES, &ids).ignore();
+            pipe.query_async::<()>(&mut conn).await.map_err(backend)?;
+            report.notifications = ids.len() as u64;
+        }
+        let cutoff = now_ms - self.options.idempotency_ttl_ms;
+        let idem: Vec<String> = conn
+            .zrangebyscore_limit(
+                keys::IDEMPOTENCY_TIMES,
+                "-inf",
+                cutoff,
+                0,
+                MAX_PURGE_PER_PASS,
+            )
+            .await
+            .map_err(backend)?;
+        if !idem.is_empty() {
+            let mut pipe = ::redis::pipe();
+            for key in &idem {
+                pipe.del(keys::idempotency(key)).ignore();
+            }
+            pipe.zrem(keys::IDEMPOTENCY_TIMES, &idem).ignore();
+            pipe.query_async::<()>(&mut conn).await.map_err(backend)?;
+            report.idempotency_keys = idem.len() as u64;
+        }
+        Ok(report)
+    }
+
+    async fn health(&self) -> Result<()> {
+        ::redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    async fn mark(&self, user: &str, id: &str, kind: &str) -> Result<ChangeOutcome> {
+        let global = self.global().await?;
+        let score: Option<f64> = self
+            .conn()
+            .zscore(keys::GLOBAL_FEED, id)
+            .await
+            .map_err(backend)?;
+        let gseq = score
+            .map(|s| s as u64)
+            .filter(|s| s & 1 != 0 && s / 8 > global.floor)
+            .map(|s| (s / 8).to_string())
+            .unwrap_or_default();
+        let reply: Vec<Value> = self
+            .scripts
+            .mark
+            .key(keys::user_meta(user))
+            .key(keys::user_inbox(user))
+            .key(keys::user_changes(user))
+            .key(keys::user_global(user))
+            .arg(id)
+            .arg(gseq)
+            .arg(self.options.changes_max)
+            .arg(global.floor)
+            .arg(user)
+            .arg(keys::EVENTS_CHANNEL)
+            .arg(kind)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        let unread = || {
+            Self::unread_from(
+                &global,
+                as_u64(&reply[2]),
+                as_u64(&reply[3]),
+                as_u64(&reply[4]),
+            )
+        };
+        Ok(match reply.first().map(as_str).as_deref() {
+            Some("changed") => ChangeOutcome::Changed(Change {
+                seq: as_u64(&reply[1]),
+                unread: unread(),
+            }),
+            Some("unchanged") => ChangeOutcome::Unchanged { unread: unread() },
+            _ => ChangeOutcome::NotFound,
+        })
+    }
+}

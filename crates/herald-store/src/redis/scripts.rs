@@ -1,0 +1,185 @@
+//! Lua scripts: every write that must be atomic runs as one script in one hash slot. Scripts that
+//! change a user's feed also PUBLISH its live event, so events leave in commit order per user,
+//! whichever node made the change.
+//!
+//! Feed entries are sorted-set members (the notification id) scored `seq * 8 + flags`, where the
+//! flag bits are 1 = listed in the inbox, 2 = announced live, 4 = read: one key per entry.
+
+/// Helpers shared by the scripts that change a user's feed.
+const PRELUDE: &str = r#"
+local function num(v) return tonumber(v or '0') or 0 end
+-- The user's global read state: their marker and how many global entries above it they read or archived.
+local function global_read_state(m, gs, gfloor)
+  local gm = num(redis.call('HGET', m, 'gm'))
+  local low = math.max(gm, gfloor)
+  local gx = 0
+  local all = redis.call('HGETALL', gs)
+  for k = 1, #all, 2 do if tonumber(all[k]) > low then gx = gx + 1 end end
+  return gm, gx
+end
+local function event(channel, user, seq, unread, gm, gx, rest)
+  redis.call('PUBLISH', channel, '{"u":"' .. user .. '","f":"u","s":' .. seq .. ',"pu":' .. unread ..
+    ',"gm":' .. gm .. ',"gx":' .. gx .. ',' .. rest .. '}')
+end
+-- Appends a user action to the bounded change log and announces it.
+local function change(m, c, gs, user, body, changes_max, gfloor, channel)
+  local seq = redis.call('HINCRBY', m, 's', 1)
+  redis.call('ZADD', c, seq, seq .. ' ' .. body)
+  local n = redis.call('ZCARD', c)
+  if n > changes_max then
+    local old = redis.call('ZRANGE', c, 0, n - changes_max - 1, 'WITHSCORES')
+    local floor = num(redis.call('HGET', m, 'f'))
+    for k = 2, #old, 2 do floor = math.max(floor, tonumber(old[k])) end
+    redis.call('HSET', m, 'f', floor)
+    redis.call('ZREMRANGEBYRANK', c, 0, n - changes_max - 1)
+  end
+  local unread = num(redis.call('HGET', m, 'u'))
+  local gm, gx = global_read_state(m, gs, gfloor)
+  event(channel, user, seq, unread, gm, gx, string.sub(body, 2, -2))
+  return {'changed', seq, unread, gm, gx}
+end
+"#;
+
+/// KEYS: stream, idempotency key (or the stream again), notification time index, key time index.
+/// ARGV: id, fingerprint ('' without a key), now ms, idempotency ttl ms, notification JSON, key.
+pub const ACCEPT: &str = r#"
+if ARGV[2] ~= '' then
+  local rec = redis.call('GET', KEYS[2])
+  if rec then
+    local fp, at, id = string.match(rec, '^(%S+) (%S+) (%S+)$')
+    if tonumber(at) + tonumber(ARGV[4]) >= tonumber(ARGV[3]) then
+      if fp == ARGV[2] then return {'duplicate', id} end
+      return {'conflict', id}
+    end
+  end
+  redis.call('SET', KEYS[2], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[6])
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return {'created', redis.call('XADD', KEYS[1], '*', 'n', ARGV[5])}
+"#;
+
+/// KEYS: meta, inbox, global state. ARGV: id, flags, inbox max, global floor, notification JSON, user, channel.
+/// Returns false for a repeated delivery, else {seq, personal unread, gm, gx}.
+pub fn deliver() -> String {
+    format!(
+        "{PRELUDE}{}",
+        r#"
+local m, i, gs = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('ZSCORE', i, ARGV[1]) then return false end
+local flags = tonumber(ARGV[2])
+local seq = redis.call('HINCRBY', m, 's', 1)
+redis.call('ZADD', i, seq * 8 + flags, ARGV[1])
+local unread = num(redis.call('HGET', m, 'u'))
+if flags % 2 == 1 then unread = unread + 1 end
+local rm = num(redis.call('HGET', m, 'rm'))
+local len = redis.call('ZCARD', i)
+local max = tonumber(ARGV[3])
+if len > max then
+  local floor = num(redis.call('HGET', m, 'f'))
+  local old = redis.call('ZRANGE', i, 0, len - max - 1, 'WITHSCORES')
+  for k = 1, #old, 2 do
+    local sc = tonumber(old[k + 1])
+    local s, fl = math.floor(sc / 8), sc % 8
+    if fl % 2 == 1 and fl < 4 and s > rm then unread = unread - 1 end
+    floor = math.max(floor, s)
+  end
+  redis.call('ZREMRANGEBYRANK', i, 0, len - max - 1)
+  redis.call('HSET', m, 'f', floor)
+end
+redis.call('HSET', m, 'u', unread)
+local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
+if math.floor(flags / 2) % 2 == 1 then
+  event(ARGV[7], ARGV[6], seq, unread, gm, gx, '"k":"notification","read":false,"n":' .. ARGV[5])
+end
+return {seq, unread, gm, gx}
+"#
+    )
+}
+
+/// KEYS: meta, inbox, changes, global state.
+/// ARGV: id, global seq ('' unless the id is a listed global entry), changes max, global floor, user, channel, 'read'|'archive'.
+pub fn mark() -> String {
+    format!(
+        "{PRELUDE}{}",
+        r#"
+local m, i, c, gs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local archive = ARGV[7] == 'archive'
+local rm = num(redis.call('HGET', m, 'rm'))
+local sc = redis.call('ZSCORE', i, ARGV[1])
+if sc then
+  sc = tonumber(sc)
+  local seq, fl = math.floor(sc / 8), sc % 8
+  if fl % 2 == 0 then return {'notfound'} end
+  local read = fl >= 4 or seq <= rm
+  if archive then
+    redis.call('ZREM', i, ARGV[1])
+    if not read then redis.call('HINCRBY', m, 'u', -1) end
+  else
+    if read then
+      local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
+      return {'unchanged', 0, num(redis.call('HGET', m, 'u')), gm, gx}
+    end
+    redis.call('ZADD', i, 'XX', sc + 4, ARGV[1])
+    redis.call('HINCRBY', m, 'u', -1)
+  end
+elseif ARGV[2] ~= '' then
+  local st = redis.call('HGET', gs, ARGV[2])
+  if st == 'a' then return {'notfound'} end
+  if archive then
+    redis.call('HSET', gs, ARGV[2], 'a')
+  else
+    if st == 'r' or tonumber(ARGV[2]) <= num(redis.call('HGET', m, 'gm')) then
+      local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
+      return {'unchanged', 0, num(redis.call('HGET', m, 'u')), gm, gx}
+    end
+    redis.call('HSET', gs, ARGV[2], 'r')
+  end
+else
+  return {'notfound'}
+end
+local kind = 'read'
+if archive then kind = 'archived' end
+return change(m, c, gs, ARGV[5], '{"k":"' .. kind .. '","id":"' .. ARGV[1] .. '"}', tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6])
+"#
+    )
+}
+
+/// KEYS: meta, changes, global state. ARGV: global head, changes max, global floor, user, channel.
+pub fn mark_all() -> String {
+    format!(
+        "{PRELUDE}{}",
+        r#"
+local m, c, gs = KEYS[1], KEYS[2], KEYS[3]
+redis.call('HSET', m, 'rm', num(redis.call('HGET', m, 's')), 'u', 0, 'gm', ARGV[1])
+local all = redis.call('HGETALL', gs)
+for k = 1, #all, 2 do
+  if all[k + 1] == 'r' or tonumber(all[k]) <= tonumber(ARGV[3]) then redis.call('HDEL', gs, all[k]) end
+end
+return change(m, c, gs, ARGV[4], '{"k":"read_all"}', tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5])
+"#
+    )
+}
+
+/// KEYS: global feed, global meta. ARGV: id, flags, global max, notification JSON, channel.
+pub const DELIVER_GLOBAL: &str = r#"
+local f, gm = KEYS[1], KEYS[2]
+local sc = redis.call('ZSCORE', f, ARGV[1])
+if sc then return math.floor(tonumber(sc) / 8) end
+local head = redis.call('HINCRBY', gm, 'h', 1)
+local flags = tonumber(ARGV[2])
+redis.call('ZADD', f, head * 8 + flags, ARGV[1])
+local n = redis.call('ZCARD', f)
+local max = tonumber(ARGV[3])
+local floor = tonumber(redis.call('HGET', gm, 'fl') or '0')
+if n > max then
+  local old = redis.call('ZRANGE', f, 0, n - max - 1, 'WITHSCORES')
+  for k = 2, #old, 2 do floor = math.max(floor, math.floor(tonumber(old[k]) / 8)) end
+  redis.call('ZREMRANGEBYRANK', f, 0, n - max - 1)
+  redis.call('HSET', gm, 'fl', floor)
+end
+local body = '"k":"quiet"'
+if math.floor(flags / 2) % 2 == 1 then body = '"k":"notification","read":false,"n":' .. ARGV[4] end
+redis.call('PUBLISH', ARGV[5], '{"f":"g","s":' .. head .. ',"fl":' .. floor .. ',"fg":' .. flags .. ',' .. body .. '}')
+return head
+"#;

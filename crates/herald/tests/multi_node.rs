@@ -1,0 +1,132 @@
+//! Several Herald nodes on one Redis: delivery and resume across nodes, and a node killed with
+//! `kill -9` mid-work whose jobs another node finishes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::sse::SseClient;
+use common::*;
+use herald_testkit::{RedisServer, ServerOptions};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn redis() -> RedisServer {
+    RedisServer::start_with(ServerOptions::default().append_only(false))
+}
+
+async fn node(redis: &RedisServer, name: &str) -> Server {
+    let url = redis.url();
+    Server::start_with(&[
+        ("HERALD_REDIS_URL", &url),
+        ("HERALD_NODE_ID", name),
+        ("HERALD_REDIS_CLAIM_IDLE_MS", "1000"),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_one_node_hears_what_another_node_published() {
+    let redis = redis();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    let alice = a.token("alice");
+    let mut on_b = SseClient::connect(&b.url("/v1/me/stream"), Some(&alice), None).await;
+    assert_eq!(on_b.next_event(WAIT).await.event, "ready");
+
+    let id = a
+        .publish_ok(json!({"to": {"users": ["alice"]}, "title": "from node a"}))
+        .await;
+    let e = on_b.next_named("notification", WAIT).await;
+    assert_eq!(
+        (e.json()["notification"]["id"].clone(), e.id.clone()),
+        (json!(id), Some("1-0".into()))
+    );
+    assert_eq!(e.json()["unread"], 1);
+    let everyone = a
+        .publish_ok(json!({"to": {"all": true}, "title": "to everyone"}))
+        .await;
+    let e = on_b.next_named("notification", WAIT).await;
+    assert_eq!(
+        (
+            e.json()["notification"]["id"].clone(),
+            e.json()["unread"].clone()
+        ),
+        (json!(everyone), json!(2))
+    );
+
+    // The same inbox from either node; a change on one is heard on the other.
+    assert_eq!(
+        titles(&b.inbox("alice").await),
+        ["to everyone", "from node a"]
+    );
+    let (status, body) = a
+        .post_as(&format!("/v1/me/notifications/{id}/read"), &alice, None)
+        .await;
+    assert_eq!((status, body["unread"].clone()), (200, json!(1)));
+    let e = on_b.next_named("read", WAIT).await;
+    assert_eq!(e.json()["unread"], 1);
+    let last = on_b.last_id.clone().unwrap();
+    drop(on_b);
+
+    // Positions are global: resume on node a from where node b left off.
+    a.publish_ok(json!({"to": {"users": ["alice"]}, "title": "while away"}))
+        .await;
+    a.inbox_until("alice", "delivery", |i| i["unread"] == 2)
+        .await;
+    let mut on_a = SseClient::connect(&a.url("/v1/me/stream"), Some(&alice), Some(&last)).await;
+    let e = on_a.next_event(WAIT).await;
+    assert_eq!(
+        (e.event.as_str(), e.json()["notification"]["title"].clone()),
+        ("notification", json!("while away"))
+    );
+    assert_eq!(on_a.next_event(WAIT).await.event, "ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_of_a_node_killed_mid_fan_out_is_finished_by_another_once() {
+    let redis = redis();
+    let mut a = node(&redis, "a").await;
+    let users: Vec<String> = (0..10_000).map(|i| format!("u{i}")).collect();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            a.publish_ok(json!({"to": {"users": users}, "title": format!("wave {i}")}))
+                .await,
+        );
+    }
+    a.kill9(); // almost certainly mid fan-out: 40,000 deliveries were queued a moment ago
+    let b = node(&redis, "b").await;
+    for user in ["u0", "u4999", "u9999"] {
+        let inbox = b
+            .inbox_until(user, "all four waves", |i| i["unread"] == 4)
+            .await;
+        let mut got: Vec<String> = inbox["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect();
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(got, want, "{user}: each wave exactly once");
+    }
+    assert!(
+        b.logs()
+            .contains("took over jobs another node left unfinished"),
+        "node b finished node a's jobs:\n{}",
+        b.logs()
+    );
+    // Nothing is left queued.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = b.metrics().await;
+        if metrics.contains("herald_queue_depth{lane=\"normal\"} 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue not drained:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
