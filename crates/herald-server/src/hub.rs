@@ -93,6 +93,20 @@ impl Hub {
         removed
     }
 
+    /// Closes every live connection; each client reconnects and replays from its last position.
+    pub fn disconnect_all(&self) -> usize {
+        let mut closed = 0;
+        for shard in &self.shards {
+            let mut shard = shard.write().expect("hub lock");
+            closed += shard.values().map(Vec::len).sum::<usize>();
+            shard.clear();
+        }
+        metrics::gauge!("herald_stream_connections").decrement(closed as f64);
+        metrics::counter!("herald_stream_disconnects_total", "reason" => "resync")
+            .increment(closed as u64);
+        closed
+    }
+
     /// Connected users' connection count (for tests and metrics).
     pub fn connections(&self) -> usize {
         self.shards

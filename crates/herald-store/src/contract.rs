@@ -697,10 +697,13 @@ pub async fn live_events_follow_commit_order<H: Harness, F: Future<Output = H>>(
     publish_all(&*store, "y").await;
     let mut got = Vec::new();
     for _ in 0..3 {
-        let e = tokio::time::timeout(Duration::from_secs(5), live.recv())
+        let Live::Event(e) = tokio::time::timeout(Duration::from_secs(5), live.recv())
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("no resync expected")
+        };
         got.push((
             e.user.as_deref().map(str::to_owned),
             e.seq,

@@ -108,7 +108,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// The feed events of every write, in commit order per user, for the realtime hub.
     /// Called once; events are pushed with back-pressure, so the receiver must keep reading.
-    fn live_events(&self) -> Option<mpsc::Receiver<FeedEvent>>;
+    fn live_events(&self) -> Option<mpsc::Receiver<Live>>;
 
     /// Drops what has outlived its retention (notification bodies, idempotency keys).
     async fn purge_expired(&self, now_ms: i64) -> Result<PurgeReport>;

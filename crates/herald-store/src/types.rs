@@ -4,6 +4,16 @@ use std::sync::Arc;
 
 use herald_core::{Cursor, Notification, Position, Priority};
 
+/// What a store tells the realtime hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Live {
+    /// A feed changed.
+    Event(herald_core::FeedEvent),
+    /// Events may have been lost (e.g. a dropped subscription): live connections must resync by
+    /// reconnecting and replaying from their last position.
+    Resync,
+}
+
 /// A notification to store, with its idempotency record if the publisher gave a key.
 #[derive(Debug, Clone)]
 pub struct Accept {

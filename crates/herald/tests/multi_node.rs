@@ -130,3 +130,92 @@ async fn work_of_a_node_killed_mid_fan_out_is_finished_by_another_once() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_work_survives_a_redis_restart_and_streams_resync() {
+    // AOF with `appendfsync always`: what Redis acknowledged is on disk.
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "a").await;
+    let alice = a.token("alice");
+    let mut sse = SseClient::connect(&a.url("/v1/me/stream"), Some(&alice), None).await;
+    assert_eq!(sse.next_event(WAIT).await.event, "ready");
+    let users: Vec<String> = (0..2000).map(|i| format!("u{i}")).collect();
+    let mut accepted = Vec::new();
+    for i in 0..5 {
+        let mut to = users.clone();
+        to.push("alice".into());
+        accepted.push(
+            a.publish_ok(json!({"to": {"users": to}, "title": format!("burst {i}")}))
+                .await,
+        );
+    }
+    redis.kill9(); // the fan-out of those bursts is most likely still running
+
+    let refused = a
+        .publish(json!({"to": {"users": ["alice"]}, "title": "while down"}))
+        .await;
+    assert!(
+        refused.status().is_server_error(),
+        "nothing is accepted while Redis is down: {}",
+        refused.status()
+    );
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let r = a
+            .publish(json!({"to": {"users": ["alice"]}, "title": "after restart"}))
+            .await;
+        if r.status() == 202 {
+            break r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Herald did not reconnect to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    accepted.push(after.clone());
+    let inbox = a
+        .inbox_until("alice", "every accepted notification", |i| i["unread"] == 6)
+        .await;
+    let mut got: Vec<String> = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    accepted.sort();
+    assert_eq!(got, accepted, "each accepted notification exactly once");
+    a.inbox_until("u1999", "the last burst for the last user", |i| {
+        i["unread"] == 5
+    })
+    .await;
+
+    // The live stream is closed for a resync once the event subscription is back; resuming from
+    // its last position misses nothing.
+    sse.until_end(Duration::from_secs(20)).await;
+    let last = sse.last_id.clone().unwrap();
+    let mut resumed = SseClient::connect(&a.url("/v1/me/stream"), Some(&alice), Some(&last)).await;
+    let mut seen = Vec::new();
+    loop {
+        let e = resumed.next_event(WAIT).await;
+        if e.event == "ready" {
+            break;
+        }
+        seen.push(
+            e.json()["notification"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert!(
+        seen.contains(&after),
+        "the notification published after the restart is replayed: {seen:?}"
+    );
+}

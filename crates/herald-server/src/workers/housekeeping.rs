@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::Store;
+use herald_store::{Live, Store};
 use tokio::sync::watch;
 
 use crate::hub::Hub;
@@ -14,8 +14,17 @@ pub async fn dispatch_live(store: Arc<dyn Store>, hub: Arc<Hub>) {
         tracing::error!("live events were already taken; realtime delivery is off");
         return;
     };
-    while let Some(event) = events.recv().await {
-        hub.dispatch(event);
+    while let Some(live) = events.recv().await {
+        match live {
+            Live::Event(event) => hub.dispatch(event),
+            Live::Resync => {
+                let closed = hub.disconnect_all();
+                tracing::warn!(
+                    connections = closed,
+                    "live events may have been missed; clients resync from their positions"
+                );
+            }
+        }
     }
 }
 

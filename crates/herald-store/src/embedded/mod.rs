@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
-use herald_core::{Cursor, FeedEvent, Notification, Position};
+use herald_core::{Cursor, Notification, Position};
 use tokio::sync::{mpsc, oneshot};
 
 use self::lanes::Lanes;
@@ -38,7 +38,7 @@ pub struct EmbeddedStore {
     ops: mpsc::Sender<Op>,
     global: Arc<RwLock<GlobalState>>,
     lanes: Arc<Lanes>,
-    live_rx: Mutex<Option<mpsc::Receiver<FeedEvent>>>,
+    live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
 }
 
@@ -248,7 +248,7 @@ impl Store for EmbeddedStore {
         reads::subscribers(&self.keyspaces, topic, after, limit)
     }
 
-    fn live_events(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+    fn live_events(&self) -> Option<mpsc::Receiver<Live>> {
         let rx = self.live_rx.lock().expect("live lock").take();
         if rx.is_some() {
             self.live_enabled.store(true, Ordering::Release);

@@ -21,7 +21,7 @@ use super::overlay::{Overlay, backend};
 use super::records::*;
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::{
-    Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId,
+    Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId, Live,
     PurgeReport, Result, StoreError,
 };
 
@@ -69,7 +69,7 @@ pub struct Writer {
     pub global: GlobalState,
     pub shared_global: Arc<RwLock<GlobalState>>,
     pub lanes: Arc<Lanes>,
-    pub live: mpsc::Sender<FeedEvent>,
+    pub live: mpsc::Sender<Live>,
     pub live_enabled: Arc<AtomicBool>,
     pub last_job_seq: u64,
     /// Committed user metadata. The writer is its only writer, so the cache is always current.
@@ -169,7 +169,7 @@ impl Writer {
             self.lanes.push(jobs);
             if self.live_enabled.load(Ordering::Acquire) {
                 for event in events {
-                    if self.live.blocking_send(event).is_err() {
+                    if self.live.blocking_send(Live::Event(event)).is_err() {
                         break;
                     }
                 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::global::GlobalCache;
 use super::keys;
-use crate::{Result, StoreError};
+use crate::{Live, Result, StoreError};
 
 #[derive(Deserialize)]
 struct Wire {
@@ -94,10 +94,11 @@ fn convert(wire: Wire, global: &GlobalCache) -> Option<FeedEvent> {
 pub async fn listen(
     client: ::redis::Client,
     global: Arc<GlobalCache>,
-    tx: mpsc::Sender<FeedEvent>,
+    tx: mpsc::Sender<Live>,
     enabled: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut subscribed_before = false;
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
@@ -105,6 +106,14 @@ pub async fn listen(
                     tracing::warn!(error = %e, "cannot subscribe to live events; retrying");
                 } else {
                     backoff = Duration::from_millis(100);
+                    // Whatever was published while unsubscribed is lost to this node.
+                    if subscribed_before
+                        && enabled.load(Ordering::Acquire)
+                        && tx.send(Live::Resync).await.is_err()
+                    {
+                        return;
+                    }
+                    subscribed_before = true;
                     let mut messages = pubsub.into_on_message();
                     loop {
                         let msg = tokio::select! {
@@ -123,7 +132,9 @@ pub async fn listen(
                         let Some(event) = convert(wire, &global) else {
                             continue;
                         };
-                        if enabled.load(Ordering::Acquire) && tx.send(event).await.is_err() {
+                        if enabled.load(Ordering::Acquire)
+                            && tx.send(Live::Event(event)).await.is_err()
+                        {
                             return;
                         }
                     }

@@ -16,7 +16,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
-use herald_core::{Cursor, EventBody, FeedEvent, Notification, Position, Recipients};
+use herald_core::{Cursor, EventBody, Notification, Position, Recipients};
 use tokio::sync::mpsc;
 
 use self::global::GlobalCache;
@@ -59,7 +59,7 @@ pub struct RedisStore {
     redis: RedisOptions,
     global: Arc<GlobalCache>,
     scripts: Scripts,
-    live_rx: Mutex<Option<mpsc::Receiver<FeedEvent>>>,
+    live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
     /// Own unfinished jobs from a previous run are read back before new ones.
     own_pending_done: AtomicBool,
@@ -852,7 +852,7 @@ impl Store for RedisStore {
             .map_err(backend)
     }
 
-    fn live_events(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+    fn live_events(&self) -> Option<mpsc::Receiver<Live>> {
         let rx = self.live_rx.lock().expect("live lock").take();
         if rx.is_some() {
             self.live_enabled.store(true, Ordering::Release);
