@@ -102,13 +102,7 @@ async fn work_of_a_node_killed_mid_fan_out_is_finished_by_another_once() {
         let inbox = b
             .inbox_until(user, "all four waves", |i| i["unread"] == 4)
             .await;
-        let mut got: Vec<String> = inbox["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap().to_owned())
-            .collect();
-        got.sort();
+        let got = sorted_ids(&inbox);
         let mut want = ids.clone();
         want.sort();
         assert_eq!(got, want, "{user}: each wave exactly once");
@@ -182,13 +176,7 @@ async fn accepted_work_survives_a_redis_restart_and_streams_resync() {
     let inbox = a
         .inbox_until("alice", "every accepted notification", |i| i["unread"] == 6)
         .await;
-    let mut got: Vec<String> = inbox["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect();
-    got.sort();
+    let got = sorted_ids(&inbox);
     accepted.sort();
     assert_eq!(got, accepted, "each accepted notification exactly once");
     a.inbox_until("u1999", "the last burst for the last user", |i| {

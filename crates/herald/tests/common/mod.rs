@@ -293,6 +293,18 @@ pub fn titles(inbox: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Ids of an inbox page, sorted (for comparing sets of deliveries).
+pub fn sorted_ids(inbox: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Asserts a problem+json answer with the given status.
 pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status().as_u16(), status);

@@ -79,22 +79,7 @@ pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
             }
         })
     };
-    let connect_timeout = Duration::from_secs(30 + args.clients as u64 / 100);
-    let fleet = Fleet::connect(
-        &server,
-        0,
-        args.clients,
-        args.batch,
-        connect_timeout,
-        on_event,
-    )
-    .await?;
-    out.line(format!(
-        "  {} clients ready in {:.2} s ({:.0} connections/s)",
-        args.clients,
-        fleet.connect_time.as_secs_f64(),
-        args.clients as f64 / fleet.connect_time.as_secs_f64()
-    ));
+    let fleet = Fleet::connect_all(&server, args.clients, args.batch, on_event, out).await?;
 
     let mut conn = tokio::time::timeout(Duration::from_secs(10), Connection::open(server.addr))
         .await

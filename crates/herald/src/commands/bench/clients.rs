@@ -64,6 +64,25 @@ impl Drop for Fleet {
 impl Fleet {
     /// Connects `n` clients as users `u{first}`..`u{first+n-1}`, `batch` connecting at a time,
     /// and waits until every one has received `ready`. Fails if any could not within `timeout`.
+    /// Connects `n` clients (users u0..) with the benchmarks' usual timeout and reports how long it took.
+    pub async fn connect_all(
+        server: &Server,
+        n: usize,
+        batch: usize,
+        on_event: OnEvent,
+        out: super::Out,
+    ) -> Result<Fleet, String> {
+        let timeout = Duration::from_secs(30 + n as u64 / 100);
+        let fleet = Self::connect(server, 0, n, batch, timeout, on_event).await?;
+        out.line(format!(
+            "  {} clients ready in {:.2} s ({:.0} connections/s)",
+            n,
+            fleet.connect_time.as_secs_f64(),
+            n as f64 / fleet.connect_time.as_secs_f64()
+        ));
+        Ok(fleet)
+    }
+
     pub async fn connect(
         server: &Server,
         first: usize,
