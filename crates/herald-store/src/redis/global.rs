@@ -4,8 +4,8 @@
 use std::sync::RwLock;
 
 use ::redis::AsyncCommands;
-use ::redis::aio::ConnectionManager;
 
+use super::connection::Conn;
 use super::keys;
 use crate::feed_state::GlobalState;
 use crate::{Result, StoreError};
@@ -28,7 +28,7 @@ impl GlobalCache {
     }
 
     /// The current global state: the cached one when its head is Redis's head, else reloaded.
-    pub async fn current(&self, conn: &mut ConnectionManager) -> Result<GlobalState> {
+    pub async fn current(&self, conn: &mut Conn) -> Result<GlobalState> {
         let head: Option<u64> = conn.hget(keys::GLOBAL_META, "h").await.map_err(backend)?;
         let cached = self.snapshot();
         if cached.head == head.unwrap_or(0) {
@@ -37,7 +37,7 @@ impl GlobalCache {
         self.reload(conn).await
     }
 
-    pub async fn reload(&self, conn: &mut ConnectionManager) -> Result<GlobalState> {
+    pub async fn reload(&self, conn: &mut Conn) -> Result<GlobalState> {
         let (entries, meta): FeedReply = ::redis::pipe()
             .zrange_withscores(keys::GLOBAL_FEED, 0, -1)
             .cmd("HMGET")

@@ -2,6 +2,7 @@
 //! slot each (see `scripts`), work queues are Redis Streams with a consumer group (one stream per
 //! priority lane), and live events travel over pub/sub to every node.
 
+mod connection;
 mod events;
 mod global;
 mod keys;
@@ -12,13 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use herald_core::{Cursor, EventBody, Notification, Position, Recipients};
 use tokio::sync::mpsc;
 
+use self::connection::{Conn, Deployment};
 use self::global::GlobalCache;
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::page::{Candidate, merge_page, replay_events};
@@ -52,9 +54,9 @@ struct Scripts {
 }
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     /// Blocking stream reads get a connection of their own so they never hold up other commands.
-    blocking: tokio::sync::Mutex<ConnectionManager>,
+    blocking: tokio::sync::Mutex<Conn>,
     options: StoreOptions,
     redis: RedisOptions,
     global: Arc<GlobalCache>,
@@ -88,6 +90,8 @@ fn json_err(e: serde_json::Error) -> StoreError {
 
 /// Capacity of the live event channel to the realtime hub.
 const LIVE_QUEUE: usize = 64 * 1024;
+/// Commands in flight at once for work that spans many keys (fan-out, content reads).
+const CONCURRENCY: usize = 256;
 /// Most entries one purge pass removes.
 const MAX_PURGE_PER_PASS: isize = 10_000;
 
@@ -99,17 +103,16 @@ impl RedisStore {
         options: StoreOptions,
         redis_options: RedisOptions,
     ) -> Result<Self> {
-        let client = ::redis::Client::open(url).map_err(backend)?;
-        let config =
-            ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-        let mut conn = client
-            .get_connection_manager_with_config(config.clone())
+        let deployment = Deployment::parse(url).map_err(StoreError::Backend)?;
+        let mut conn = deployment
+            .connect(Duration::from_secs(10))
             .await
             .map_err(backend)?;
-        let blocking = client
-            .get_connection_manager_with_config(config)
+        let blocking = deployment
+            .connect(Duration::from_secs(10))
             .await
             .map_err(backend)?;
+        let client = deployment.pubsub_client().map_err(backend)?;
         for lane in 0..3 {
             let created: ::redis::RedisResult<()> = ::redis::cmd("XGROUP")
                 .arg("CREATE")
@@ -132,20 +135,6 @@ impl RedisStore {
             mark_all: Script::new(&scripts::mark_all()),
             deliver_global: Script::new(scripts::DELIVER_GLOBAL),
         };
-        // Loaded up front: pipelined EVALSHA calls cannot load a missing script themselves.
-        for script in [
-            &scripts.accept,
-            &scripts.deliver,
-            &scripts.mark,
-            &scripts.mark_all,
-            &scripts.deliver_global,
-        ] {
-            script
-                .prepare_invoke()
-                .load_async(&mut conn)
-                .await
-                .map_err(backend)?;
-        }
         let global = Arc::new(GlobalCache::default());
         global.reload(&mut conn).await?;
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
@@ -170,7 +159,7 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -206,44 +195,22 @@ impl RedisStore {
     }
 
     async fn notifications(&self, ids: &[String]) -> Result<Vec<Option<Arc<Notification>>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = ::redis::pipe();
-        for id in ids {
-            pipe.get(keys::notification(id));
-        }
-        let raw: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await.map_err(backend)?;
+        let content_keys: Vec<String> = ids.iter().map(|id| keys::notification(id)).collect();
+        let raw: Vec<Option<String>> = stream::iter(content_keys)
+            .map(|key| {
+                let mut conn = self.conn();
+                async move { conn.get::<_, Option<String>>(key).await }
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await
+            .map_err(backend)?;
         raw.into_iter()
             .map(|r| {
                 r.map(|json| serde_json::from_str(&json).map(Arc::new).map_err(json_err))
                     .transpose()
             })
             .collect()
-    }
-
-    /// Runs `pipe`, loading the scripts once and retrying if Redis lost them (restart, failover).
-    async fn run_scripts(&self, pipe: &::redis::Pipeline) -> Result<Vec<Value>> {
-        let mut conn = self.conn();
-        match pipe.query_async::<Vec<Value>>(&mut conn).await {
-            Err(e)
-                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
-            {
-                for script in [
-                    &self.scripts.deliver,
-                    &self.scripts.mark,
-                    &self.scripts.mark_all,
-                ] {
-                    script
-                        .prepare_invoke()
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(backend)?;
-                }
-                pipe.query_async(&mut conn).await.map_err(backend)
-            }
-            other => other.map_err(backend),
-        }
     }
 
     /// Total unread from what a feed script reports: own unread + global unread.
@@ -538,23 +505,43 @@ impl Store for RedisStore {
                 );
             }
         }
-        let mut pipe = ::redis::pipe();
-        for d in deliveries {
-            pipe.cmd("EVALSHA")
-                .arg(self.scripts.deliver.get_hash())
-                .arg(3)
-                .arg(keys::user_meta(&d.user))
-                .arg(keys::user_inbox(&d.user))
-                .arg(keys::user_global(&d.user))
-                .arg(&d.notification.id)
-                .arg(d.flags.bits())
-                .arg(self.options.inbox_max)
-                .arg(global.floor)
-                .arg(&json_by_id[d.notification.id.as_str()])
-                .arg(&d.user)
-                .arg(keys::EVENTS_CHANNEL);
-        }
-        let replies = self.run_scripts(&pipe).await?;
+        // One script per user (each on its own slot); the multiplexed connection pipelines them.
+        let calls: Vec<(String, String, u8, String)> = deliveries
+            .iter()
+            .map(|d| {
+                let json = json_by_id[d.notification.id.as_str()].clone();
+                (
+                    d.user.clone(),
+                    d.notification.id.clone(),
+                    d.flags.bits(),
+                    json,
+                )
+            })
+            .collect();
+        let floor = global.floor;
+        let replies: Vec<Value> = stream::iter(calls)
+            .map(|(user, id, flags, json)| {
+                let mut conn = self.conn();
+                let script = &self.scripts.deliver;
+                let inbox_max = self.options.inbox_max;
+                async move {
+                    let mut call = script.key(keys::user_meta(&user));
+                    call.key(keys::user_inbox(&user))
+                        .key(keys::user_global(&user))
+                        .arg(id)
+                        .arg(flags)
+                        .arg(inbox_max)
+                        .arg(floor)
+                        .arg(json)
+                        .arg(&user)
+                        .arg(keys::EVENTS_CHANNEL);
+                    call.invoke_async::<Value>(&mut conn).await
+                }
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await
+            .map_err(backend)?;
         let mut delivered = Vec::new();
         for (d, reply) in deliveries.iter().zip(replies) {
             let parts = values(reply);
@@ -752,14 +739,18 @@ impl Store for RedisStore {
             return Ok(Replay::Gap { head });
         }
         let from = (after.user + 1) * 8;
-        let (own, changes, everyone): (Vec<(String, f64)>, Vec<String>, Vec<(String, f64)>) =
-            ::redis::pipe()
-                .zrangebyscore_withscores(keys::user_inbox(user), from, "+inf")
-                .zrangebyscore(keys::user_changes(user), after.user + 1, "+inf")
-                .zrangebyscore_withscores(keys::GLOBAL_FEED, (after.global + 1) * 8, "+inf")
-                .query_async(&mut self.conn())
-                .await
-                .map_err(backend)?;
+        // The user's keys share a slot; the global feed is on another.
+        let (own, changes): (Vec<(String, f64)>, Vec<String>) = ::redis::pipe()
+            .zrangebyscore_withscores(keys::user_inbox(user), from, "+inf")
+            .zrangebyscore(keys::user_changes(user), after.user + 1, "+inf")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        let everyone: Vec<(String, f64)> = self
+            .conn()
+            .zrangebyscore_withscores(keys::GLOBAL_FEED, (after.global + 1) * 8, "+inf")
+            .await
+            .map_err(backend)?;
         let own: Vec<(String, u64)> = own
             .into_iter()
             .map(|(id, s)| (id, s as u64))
@@ -875,12 +866,20 @@ impl Store for RedisStore {
             .map_err(backend)?;
         let mut report = PurgeReport::default();
         if !ids.is_empty() {
-            let mut pipe = ::redis::pipe();
-            for id in &ids {
-                pipe.del(keys::notification(id)).ignore();
-            }
-            pipe.zrem(keys::NOTIFICATION_TIMES, &ids).ignore();
-            pipe.query_async::<()>(&mut conn).await.map_err(backend)?;
+            // Each content key is on its own slot.
+            let contents: Vec<String> = ids.iter().map(|id| keys::notification(id)).collect();
+            stream::iter(contents)
+                .map(|key| {
+                    let mut conn = self.conn();
+                    async move { conn.del::<_, ()>(key).await }
+                })
+                .buffered(CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await
+                .map_err(backend)?;
+            conn.zrem::<_, _, ()>(keys::NOTIFICATION_TIMES, &ids)
+                .await
+                .map_err(backend)?;
             report.notifications = ids.len() as u64;
         }
         let cutoff = now_ms - self.options.idempotency_ttl_ms;
