@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::sse::SseClient;
 use common::*;
-use herald_testkit::{RedisServer, ServerOptions};
+use herald_testkit::{RedisSentinel, RedisServer, ServerOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -205,5 +205,68 @@ async fn accepted_work_survives_a_redis_restart_and_streams_resync() {
     assert!(
         seen.contains(&after),
         "the notification published after the restart is replayed: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_follows_a_sentinel_failover() {
+    let mut sentinel = RedisSentinel::start();
+    let sentinels: Vec<String> = sentinel
+        .sentinel_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let url = format!(
+        "redis+sentinel://{}/{}",
+        sentinels.join(","),
+        sentinel.master_name()
+    );
+    let a = Server::start_with(&[("HERALD_REDIS_URL", &url), ("HERALD_NODE_ID", "a")]).await;
+    let alice = a.token("alice");
+    a.publish_ok(json!({"to": {"users": ["alice"]}, "title": "before failover"}))
+        .await;
+    a.inbox_until("alice", "delivery", |i| i["unread"] == 1)
+        .await;
+    let old_primary = sentinel.primary_port();
+
+    sentinel.kill9_primary();
+    let new_primary = sentinel
+        .wait_for_failover_async(Duration::from_secs(30))
+        .await;
+    assert_ne!(new_primary, old_primary);
+
+    // Herald asks the sentinels for the new primary and keeps accepting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let r = a
+            .publish(json!({"to": {"users": ["alice"]}, "title": "after failover"}))
+            .await;
+        if r.status() == 202 {
+            break r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Herald did not follow the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let inbox = a
+        .inbox_until("alice", "the notification after failover", |i| {
+            i["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == after.as_str())
+        })
+        .await;
+    assert!(titles(&inbox).contains(&"after failover".to_owned()));
+    let (status, _) = a.get_as("/v1/me/unread", &alice).await;
+    assert_eq!(status, 200);
+    assert!(
+        a.logs().contains("asking the sentinels again"),
+        "the failover was followed, not avoided"
     );
 }

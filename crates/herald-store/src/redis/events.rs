@@ -12,6 +12,7 @@ use herald_core::{EventBody, FeedEvent, Notification};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::connection::Deployment;
 use super::global::GlobalCache;
 use super::keys;
 use crate::{Live, Result, StoreError};
@@ -92,7 +93,7 @@ fn convert(wire: Wire, global: &GlobalCache) -> Option<FeedEvent> {
 
 /// Listens until the receiver is gone, reconnecting after errors.
 pub async fn listen(
-    client: ::redis::Client,
+    deployment: Arc<Deployment>,
     global: Arc<GlobalCache>,
     tx: mpsc::Sender<Live>,
     enabled: Arc<AtomicBool>,
@@ -100,7 +101,8 @@ pub async fn listen(
     let mut backoff = Duration::from_millis(100);
     let mut subscribed_before = false;
     loop {
-        match client.get_async_pubsub().await {
+        let client = deployment.pubsub_client().await;
+        match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if let Err(e) = pubsub.subscribe(keys::EVENTS_CHANNEL).await {
                     tracing::warn!(error = %e, "cannot subscribe to live events; retrying");

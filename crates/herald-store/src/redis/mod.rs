@@ -112,7 +112,6 @@ impl RedisStore {
             .connect(Duration::from_secs(10))
             .await
             .map_err(backend)?;
-        let client = deployment.pubsub_client().map_err(backend)?;
         for lane in 0..3 {
             let created: ::redis::RedisResult<()> = ::redis::cmd("XGROUP")
                 .arg("CREATE")
@@ -140,7 +139,7 @@ impl RedisStore {
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
         let live_enabled = Arc::new(AtomicBool::new(false));
         tokio::spawn(events::listen(
-            client,
+            Arc::new(deployment),
             global.clone(),
             tx,
             live_enabled.clone(),
