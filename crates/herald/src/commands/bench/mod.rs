@@ -6,6 +6,7 @@
 
 mod broadcast;
 mod clients;
+mod fanout;
 mod publish;
 mod server;
 mod sse_latency;
@@ -33,6 +34,8 @@ enum Bench {
     Broadcast(broadcast::Args),
     /// Server memory per idle SSE connection.
     SseMemory(sse_memory::Args),
+    /// Inbox fan-out to N users on Redis, next to redis-benchmark ZADD, and Redis memory per entry.
+    Fanout(fanout::Args),
 }
 
 /// Where the human-readable lines go: stdout, or stderr when stdout carries JSON.
@@ -66,6 +69,7 @@ pub fn run(args: Args) -> Result<(), String> {
         Bench::SseLatency(a) => a.clients + a.publishers,
         Bench::Broadcast(a) => a.clients,
         Bench::SseMemory(a) => a.clients + 1,
+        Bench::Fanout(_) => 0,
     } as libc::rlim_t
         + 64;
     if needed > limit {
@@ -84,6 +88,7 @@ pub fn run(args: Args) -> Result<(), String> {
             Bench::SseLatency(a) => sse_latency::run(a, out).await,
             Bench::Broadcast(a) => broadcast::run(a, out).await,
             Bench::SseMemory(a) => sse_memory::run(a, out).await,
+            Bench::Fanout(a) => fanout::run(a, out).await,
         }
     });
     // Client tasks still parked on their sockets are dropped with the runtime.

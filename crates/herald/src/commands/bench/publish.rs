@@ -299,16 +299,21 @@ async fn connection_loop(
     result
 }
 
-struct Drain {
-    depth_at_end: Option<u64>,
-    delivered: u64,
-    delivered_after: Option<Duration>,
-    queue_empty_after: Option<Duration>,
-    error: Option<String>,
+pub(super) struct Drain {
+    pub depth_at_end: Option<u64>,
+    pub delivered: u64,
+    pub delivered_after: Option<Duration>,
+    pub queue_empty_after: Option<Duration>,
+    pub error: Option<String>,
 }
 
 /// Polls `/metrics` until `accepted` inbox deliveries are counted and the queue gauge reads zero.
-async fn drain(addr: SocketAddr, accepted: u64, since: Instant, timeout: Duration) -> Drain {
+pub(super) async fn drain(
+    addr: SocketAddr,
+    accepted: u64,
+    since: Instant,
+    timeout: Duration,
+) -> Drain {
     let mut drain = Drain {
         depth_at_end: None,
         delivered: 0,

@@ -35,6 +35,11 @@ pub struct Server {
 impl Server {
     /// Spawns the server and waits until `/healthz` answers 200.
     pub async fn start() -> Result<Self, String> {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra `HERALD_*` settings (e.g. the Redis URL).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self, String> {
         let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("herald-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -67,6 +72,7 @@ impl Server {
             // HERALD_LOG_LEVEL rather than HERALD_LOG: older servers refuse the short name.
             .env_remove("HERALD_LOG")
             .env("HERALD_LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

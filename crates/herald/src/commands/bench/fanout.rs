@@ -1,0 +1,214 @@
+//! `herald bench fanout`: inbox fan-out of one notification to N users on a Redis server,
+//! next to `redis-benchmark -P 64 -t zadd` on the same server in the same run, and the Redis
+//! memory each user and each inbox entry costs.
+//!
+//! Point it at a scratch Redis: it adds keys (users, a topic, `myzset` from redis-benchmark).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::Out;
+use super::publish::drain;
+use super::server::Server;
+use crate::commands::http::Connection;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Recipients (subscribers of one topic).
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// The Redis to use, e.g. redis://127.0.0.1:6379 or redis+cluster://host:port,host:port.
+    #[arg(long)]
+    pub redis: String,
+    /// Longest wait for the fan-out, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// `redis-cli` against the first node of the URL.
+fn redis_cli(url: &str, args: &[&str]) -> Result<String, String> {
+    let hostport = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| format!("no host:port in {url}"))?;
+    let out = Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .map_err(|e| format!("redis-cli: {e} (apt-get install redis-tools)"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Bytes Redis uses, summed over the nodes a cluster URL names.
+fn used_memory(url: &str) -> Result<u64, String> {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let mut total = 0;
+    for node in rest.split('/').next().unwrap_or("").split(',') {
+        let info = redis_cli(&format!("redis://{node}"), &["INFO", "memory"])?;
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("no used_memory from {node}"))?;
+    }
+    Ok(total)
+}
+
+/// ZADDs per second from `redis-benchmark -P 64 -t zadd` on the same server.
+fn reference_zadd(url: &str, n: u64) -> Result<f64, String> {
+    let hostport = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| format!("no host:port in {url}"))?;
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-P",
+            "64",
+            "-t",
+            "zadd",
+            "-n",
+            &n.to_string(),
+            "-q",
+        ])
+        .output()
+        .map_err(|e| format!("redis-benchmark: {e} (apt-get install redis-tools)"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Progress lines end in \r; the summary is the last piece that names requests per second.
+    let line = text
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("requests per second"))
+        .next_back()
+        .ok_or_else(|| format!("redis-benchmark said: {text}"))?;
+    let rps = line
+        .split("ZADD:")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok());
+    redis_cli(url, &["DEL", "myzset"])?;
+    rps.ok_or_else(|| format!("cannot read {line:?}"))
+}
+
+async fn post(
+    conn: &mut Connection,
+    key: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<(), String> {
+    let r = conn
+        .request("POST", path, Some(key), Some(body.to_string().as_bytes()))
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status / 100 != 2 {
+        return Err(format!(
+            "{path} answered {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
+    }
+    Ok(())
+}
+
+pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
+    out.line(format!(
+        "fanout: one notification to {} topic subscribers on {}",
+        args.users, args.redis
+    ));
+    let reference = reference_zadd(&args.redis, args.users.max(100_000))?;
+    out.line(format!(
+        "  reference: redis-benchmark -P 64 -t zadd: {reference:.0} ZADD/s"
+    ));
+    let server = Server::start_with_env(&[
+        ("HERALD_REDIS_URL", &args.redis),
+        ("HERALD_NODE_ID", "bench"),
+    ])
+    .await?;
+    let mut conn = Connection::open(server.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = server.api_key.clone();
+    let topic = format!("bench-fanout-{}", std::process::id());
+    let started = Instant::now();
+    let mut next = 0u64;
+    while next < args.users {
+        let end = (next + 10_000).min(args.users);
+        let users: Vec<String> = (next..end).map(|i| format!("fu{i}")).collect();
+        post(
+            &mut conn,
+            &key,
+            &format!("/v1/topics/{topic}/subscribers"),
+            json!({ "add": users }),
+        )
+        .await?;
+        next = end;
+    }
+    out.line(format!(
+        "  subscribed {} users in {:.1} s",
+        args.users,
+        started.elapsed().as_secs_f64()
+    ));
+
+    let mut memory = vec![used_memory(&args.redis)?];
+    let mut rates = Vec::new();
+    for round in 1..=2u64 {
+        let body = json!({ "to": { "topic": topic }, "title": format!("fan-out {round}"), "channels": ["inbox"] });
+        let since = Instant::now();
+        post(&mut conn, &key, "/v1/notifications", body).await?;
+        let d = drain(
+            server.addr,
+            round * args.users,
+            since,
+            Duration::from_secs(args.timeout),
+        )
+        .await;
+        let Some(took) = d.delivered_after else {
+            return Err(format!(
+                "fan-out {round} incomplete: {} of {} after {} s ({:?})",
+                d.delivered,
+                round * args.users,
+                args.timeout,
+                d.error
+            ));
+        };
+        let rate = args.users as f64 / took.as_secs_f64();
+        out.line(format!("  fan-out {round}: {} entries in {:.2} s = {rate:.0} entries/s ({:.3}× the ZADD reference)", args.users, took.as_secs_f64(), rate / reference));
+        rates.push(rate);
+        memory.push(used_memory(&args.redis)?);
+    }
+    let per_user = (memory[1].saturating_sub(memory[0])) as f64 / args.users as f64;
+    let per_entry = (memory[2].saturating_sub(memory[1])) as f64 / args.users as f64;
+    out.line(format!(
+        "  redis memory: first entry of a user (inbox + counters) {per_user:.0} B/user, each further entry {per_entry:.0} B"
+    ));
+    let stopped = server.stop(out).await;
+    Ok(json!({
+        "benchmark": "fanout",
+        "users": args.users,
+        "redis": args.redis,
+        "reference_zadd_per_s": reference,
+        "entries_per_s": rates,
+        "ratio_to_reference": rates.iter().map(|r| r / reference).collect::<Vec<_>>(),
+        "bytes_per_user_first_entry": per_user,
+        "bytes_per_further_entry": per_entry,
+        "server": stopped,
+    }))
+}
