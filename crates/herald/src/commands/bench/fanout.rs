@@ -96,8 +96,7 @@ fn reference_zadd(url: &str, n: u64) -> Result<f64, String> {
     // Progress lines end in \r; the summary is the last piece that names requests per second.
     let line = text
         .split(['\r', '\n'])
-        .filter(|l| l.contains("requests per second"))
-        .next_back()
+        .rfind(|l| l.contains("requests per second"))
         .ok_or_else(|| format!("redis-benchmark said: {text}"))?;
     let rps = line
         .split("ZADD:")
