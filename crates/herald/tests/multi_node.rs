@@ -16,6 +16,26 @@ fn redis() -> RedisServer {
     RedisServer::start_with(ServerOptions::default().append_only(false))
 }
 
+/// Publishes until the answer is 202 (Herald refuses with 5xx while Redis is unavailable).
+async fn publish_once_redis_is_back(
+    server: &Server,
+    body: serde_json::Value,
+    failure: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = server.publish(body.clone()).await;
+        if r.status() == 202 {
+            return r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "{failure}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn node(redis: &RedisServer, name: &str) -> Server {
     let url = redis.url();
     Server::start_with(&[
@@ -155,23 +175,12 @@ async fn accepted_work_survives_a_redis_restart_and_streams_resync() {
     );
 
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let after = loop {
-        let r = a
-            .publish(json!({"to": {"users": ["alice"]}, "title": "after restart"}))
-            .await;
-        if r.status() == 202 {
-            break r.json::<serde_json::Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Herald did not reconnect to Redis"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let after = publish_once_redis_is_back(
+        &a,
+        json!({"to": {"users": ["alice"]}, "title": "after restart"}),
+        "Herald did not reconnect to Redis",
+    )
+    .await;
     accepted.push(after.clone());
     let inbox = a
         .inbox_until("alice", "every accepted notification", |i| i["unread"] == 6)
@@ -236,23 +245,12 @@ async fn herald_follows_a_sentinel_failover() {
     assert_ne!(new_primary, old_primary);
 
     // Herald asks the sentinels for the new primary and keeps accepting.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let after = loop {
-        let r = a
-            .publish(json!({"to": {"users": ["alice"]}, "title": "after failover"}))
-            .await;
-        if r.status() == 202 {
-            break r.json::<serde_json::Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Herald did not follow the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = publish_once_redis_is_back(
+        &a,
+        json!({"to": {"users": ["alice"]}, "title": "after failover"}),
+        "Herald did not follow the failover",
+    )
+    .await;
     let inbox = a
         .inbox_until("alice", "the notification after failover", |i| {
             i["items"]
