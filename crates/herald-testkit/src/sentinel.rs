@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use crate::free_port;
 use crate::process::{Logs, RedisProcess};
 use crate::resp::{Reply, info_field, query, query_text};
-use crate::server::{RedisServer, ServerOptions, quoted};
+use crate::server::{RedisServer, ServerOptions, base_config};
 use crate::wait::{Check, wait_for, wait_or_panic};
 
 /// The name the Sentinels monitor the primary under.
@@ -225,22 +225,16 @@ impl Sentinel {
 }
 
 fn sentinel_config(dir: &Path, log: &Path, port: u16, primary_port: u16) -> String {
-    [
-        "# written by herald-testkit".to_owned(),
-        "bind 127.0.0.1".to_owned(),
-        format!("port {port}"),
-        "daemonize no".to_owned(),
-        format!("dir {}", quoted(dir)),
-        format!("logfile {}", quoted(log)),
+    let mut lines = base_config(dir, log, port);
+    lines.extend([
         "sentinel resolve-hostnames no".to_owned(),
         "sentinel announce-hostnames no".to_owned(),
         format!("sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} {QUORUM}"),
         format!("sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}"),
         format!("sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}"),
         format!("sentinel parallel-syncs {MASTER_NAME} 1"),
-    ]
-    .join("\n")
-        + "\n"
+    ]);
+    lines.join("\n") + "\n"
 }
 
 /// The primary port a Sentinel reports (`SENTINEL get-master-addr-by-name`).

@@ -161,17 +161,12 @@ impl RedisServer {
 }
 
 fn config_text(dir: &Path, log: &Path, port: u16, options: &ServerOptions) -> String {
-    let mut lines = vec![
-        "# written by herald-testkit".to_owned(),
-        "bind 127.0.0.1".to_owned(),
-        format!("port {port}"),
-        "daemonize no".to_owned(),
-        format!("dir {}", quoted(dir)),
-        format!("logfile {}", quoted(log)),
+    let mut lines = base_config(dir, log, port);
+    lines.extend([
         "save \"\"".to_owned(),
         // Replicas sync at once instead of after redis's default 5 s wait for more replicas.
         "repl-diskless-sync-delay 0".to_owned(),
-    ];
+    ]);
     if options.append_only {
         lines.push("appendonly yes".to_owned());
         lines.push("appendfsync always".to_owned());
@@ -183,6 +178,18 @@ fn config_text(dir: &Path, log: &Path, port: u16, options: &ServerOptions) -> St
 }
 
 /// A path as a double-quoted `redis.conf` string.
+/// The lines every process the kit starts (servers and sentinels) is configured with.
+pub(crate) fn base_config(dir: &Path, log: &Path, port: u16) -> Vec<String> {
+    vec![
+        "# written by herald-testkit".to_owned(),
+        "bind 127.0.0.1".to_owned(),
+        format!("port {port}"),
+        "daemonize no".to_owned(),
+        format!("dir {}", quoted(dir)),
+        format!("logfile {}", quoted(log)),
+    ]
+}
+
 pub(crate) fn quoted(path: &Path) -> String {
     let text = path.display().to_string();
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))

@@ -132,45 +132,21 @@ async fn bad_input_is_refused_with_problem_details_and_changes_nothing() {
             .body(body)
             .send()
     };
-    let p = assert_problem(
-        post_raw(
+    // Each malformed body is refused with a 400 that says what is wrong.
+    for (body, explains) in [
+        (
             "{\"to\": {\"users\": [\"a\"]}, \"title\": ",
-            "application/json",
-        )
-        .await
-        .unwrap(),
-        400,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("malformed JSON"),
-        "{p}"
-    );
-    let p = assert_problem(
-        post_raw(
-            "{\"to\": {\"group\": \"x\"}, \"title\": \"t\"}",
-            "application/json",
-        )
-        .await
-        .unwrap(),
-        400,
-    )
-    .await;
-    assert!(p["detail"].as_str().unwrap().contains("group"), "{p}");
-    let p = assert_problem(
-        post_raw(
-            "{\"to\": {\"all\": true}, \"titel\": \"t\"}",
-            "application/json",
-        )
-        .await
-        .unwrap(),
-        400,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().unwrap().contains("titel"),
-        "names the unknown field: {p}"
-    );
+            "malformed JSON",
+        ),
+        ("{\"to\": {\"group\": \"x\"}, \"title\": \"t\"}", "group"),
+        ("{\"to\": {\"all\": true}, \"titel\": \"t\"}", "titel"),
+    ] {
+        let p = assert_problem(post_raw(body, "application/json").await.unwrap(), 400).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains(explains),
+            "{body}: {p}"
+        );
+    }
     assert_problem(post_raw("{}", "text/plain").await.unwrap(), 415).await;
 
     let p = assert_problem(

@@ -49,7 +49,8 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// How many times a command is tried while a failover settles, with a growing pause between.
+/// How many times a command is tried while a failover settles; the pauses between grow by
+/// 100 ms (0.1 s, 0.2 s, … 1.1 s), about 7 s in all.
 const FAILOVER_ATTEMPTS: u64 = 12;
 
 /// The current primary of a Sentinel-watched group. redis-rs resolves the primary once; this
@@ -142,20 +143,30 @@ impl SentinelConn {
     }
 }
 
+impl SentinelConn {
+    /// Runs `call` on the current primary until it answers or the failover window is spent.
+    async fn on_primary<'a, T>(
+        &'a self,
+        call: impl Fn(ConnectionManager) -> RedisFuture<'a, T> + Send + 'a,
+    ) -> RedisResult<T> {
+        let mut attempt = 0;
+        loop {
+            let (result, resolved) = match self.primary().await {
+                Ok(conn) => (call(conn).await, true),
+                Err(e) => (Err(e), false),
+            };
+            if let Some(done) = self.settle(result, resolved, &mut attempt).await {
+                return done;
+            }
+        }
+    }
+}
+
 impl ConnectionLike for SentinelConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let mut attempt = 0;
-            loop {
-                let (result, resolved) = match self.primary().await {
-                    Ok(mut conn) => (conn.req_packed_command(cmd).await, true),
-                    Err(e) => (Err(e), false),
-                };
-                if let Some(done) = self.settle(result, resolved, &mut attempt).await {
-                    return done;
-                }
-            }
-        })
+        Box::pin(self.on_primary(move |mut conn| {
+            Box::pin(async move { conn.req_packed_command(cmd).await })
+        }))
     }
 
     fn req_packed_commands<'a>(
@@ -164,18 +175,9 @@ impl ConnectionLike for SentinelConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let mut attempt = 0;
-            loop {
-                let (result, resolved) = match self.primary().await {
-                    Ok(mut conn) => (conn.req_packed_commands(cmd, offset, count).await, true),
-                    Err(e) => (Err(e), false),
-                };
-                if let Some(done) = self.settle(result, resolved, &mut attempt).await {
-                    return done;
-                }
-            }
-        })
+        Box::pin(self.on_primary(move |mut conn| {
+            Box::pin(async move { conn.req_packed_commands(cmd, offset, count).await })
+        }))
     }
 
     fn get_db(&self) -> i64 {

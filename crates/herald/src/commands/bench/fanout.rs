@@ -27,19 +27,24 @@ pub struct Args {
     pub timeout: u64,
 }
 
-/// `redis-cli` against the first node of the URL.
-fn redis_cli(url: &str, args: &[&str]) -> Result<String, String> {
-    let hostport = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
+/// The `host`/`port` pairs a URL names (one server, or the seed nodes of a cluster).
+fn nodes(url: &str) -> Result<Vec<(String, String)>, String> {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let hosts = rest.split('/').next().unwrap_or("");
+    hosts
         .split(',')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/');
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .ok_or_else(|| format!("no host:port in {url}"))?;
+        .map(|hostport| {
+            let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+            hostport
+                .rsplit_once(':')
+                .map(|(h, p)| (h.to_owned(), p.to_owned()))
+                .ok_or_else(|| format!("no host:port in {url}"))
+        })
+        .collect()
+}
+
+/// `redis-cli` against one node.
+fn redis_cli((host, port): &(String, String), args: &[&str]) -> Result<String, String> {
     let out = Command::new("redis-cli")
         .args(["-h", host, "-p", port])
         .args(args)
@@ -48,34 +53,24 @@ fn redis_cli(url: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Bytes Redis uses, summed over the nodes a cluster URL names.
+/// Bytes Redis uses, summed over the nodes the URL names.
 fn used_memory(url: &str) -> Result<u64, String> {
-    let rest = url.split("://").nth(1).unwrap_or(url);
     let mut total = 0;
-    for node in rest.split('/').next().unwrap_or("").split(',') {
-        let info = redis_cli(&format!("redis://{node}"), &["INFO", "memory"])?;
+    for node in nodes(url)? {
+        let info = redis_cli(&node, &["INFO", "memory"])?;
         total += info
             .lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| format!("no used_memory from {node}"))?;
+            .ok_or_else(|| format!("no used_memory from {}:{}", node.0, node.1))?;
     }
     Ok(total)
 }
 
-/// ZADDs per second from `redis-benchmark -P 64 -t zadd` on the same server.
+/// ZADDs per second from `redis-benchmark -P 64 -t zadd` on the (first) server.
 fn reference_zadd(url: &str, n: u64) -> Result<f64, String> {
-    let hostport = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(',')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/');
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .ok_or_else(|| format!("no host:port in {url}"))?;
+    let node = nodes(url)?.remove(0);
+    let (host, port) = (&node.0, &node.1);
     let out = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -103,7 +98,7 @@ fn reference_zadd(url: &str, n: u64) -> Result<f64, String> {
         .nth(1)
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok());
-    redis_cli(url, &["DEL", "myzset"])?;
+    redis_cli(&node, &["DEL", "myzset"])?;
     rps.ok_or_else(|| format!("cannot read {line:?}"))
 }
 
@@ -210,4 +205,23 @@ pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
         "bytes_per_further_entry": per_entry,
         "server": stopped,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_of_every_url_form() {
+        let pair = |h: &str, p: &str| (h.to_owned(), p.to_owned());
+        assert_eq!(
+            nodes("redis://127.0.0.1:6379/0").unwrap(),
+            [pair("127.0.0.1", "6379")]
+        );
+        assert_eq!(
+            nodes("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001").unwrap(),
+            [pair("10.0.0.1", "7000"), pair("10.0.0.2", "7001")]
+        );
+        assert!(nodes("redis://nohost").is_err());
+    }
 }
