@@ -122,6 +122,10 @@ fn default_node_id() -> String {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// `HERALD_*` variables that belong to the `herald` client commands (`send`), not to the server's
+/// configuration, so a shell that sets them can still run `herald serve`.
+const CLIENT_VARIABLES: &[&str] = &["HERALD_SERVER"];
+
 /// The `HERALD_*` variables. `HERALD_LOG` is the short name of `HERALD_LOG_LEVEL` (like `RUST_LOG`).
 fn herald_environment() -> std::collections::HashMap<String, String> {
     let mut vars: std::collections::HashMap<String, String> = std::env::vars()
@@ -130,8 +134,9 @@ fn herald_environment() -> std::collections::HashMap<String, String> {
     if let Some(level) = vars.remove("HERALD_LOG") {
         vars.entry("HERALD_LOG_LEVEL".into()).or_insert(level);
     }
-    // Variables of the `herald` client commands, not of the server's configuration.
-    vars.remove("HERALD_SERVER");
+    for client_only in CLIENT_VARIABLES {
+        vars.remove(*client_only);
+    }
     vars
 }
 

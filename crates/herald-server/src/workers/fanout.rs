@@ -79,7 +79,7 @@ async fn process(
                 }
                 Recipients::All => {
                     store.deliver_global(n.clone(), flags).await?;
-                    count(flags, 1);
+                    count(u64::from(flags.inbox), u64::from(flags.live));
                 }
                 Recipients::Topic(topic) => {
                     fan_out_topic(store, job, topic, flags, options).await?
@@ -106,18 +106,20 @@ async fn deliver(store: &dyn Store, deliveries: Vec<Delivery>) -> Result<(), Sto
         return Ok(());
     }
     // Only new deliveries count: a retried job's repeats are skipped by the store.
-    for d in store.deliver(&deliveries).await? {
-        count(d.flags, 1);
-    }
+    let delivered = store.deliver(&deliveries).await?;
+    let inbox = delivered.iter().filter(|d| d.flags.inbox).count() as u64;
+    let live = delivered.iter().filter(|d| d.flags.live).count() as u64;
+    count(inbox, live);
     Ok(())
 }
 
-fn count(flags: EntryFlags, n: u64) {
-    if flags.inbox {
-        metrics::counter!("herald_deliveries_total", "channel" => "inbox").increment(n);
+/// Adds to the delivery counters once per batch, not once per recipient.
+fn count(inbox: u64, live: u64) {
+    if inbox > 0 {
+        metrics::counter!("herald_deliveries_total", "channel" => "inbox").increment(inbox);
     }
-    if flags.live {
-        metrics::counter!("herald_deliveries_total", "channel" => "realtime").increment(n);
+    if live > 0 {
+        metrics::counter!("herald_deliveries_total", "channel" => "realtime").increment(live);
     }
 }
 

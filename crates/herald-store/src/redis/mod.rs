@@ -331,6 +331,25 @@ impl RedisStore {
     }
 }
 
+/// A notification's JSON for live events, without its recipient list: a notification to 10,000
+/// listed users would otherwise carry the list in every one of its 10,000 script calls.
+fn live_content(n: &Notification) -> Result<Arc<str>> {
+    let content = Notification {
+        id: n.id.clone(),
+        to: Recipients::Users(Vec::new()),
+        title: n.title.clone(),
+        body: n.body.clone(),
+        category: n.category.clone(),
+        data: n.data.clone(),
+        priority: n.priority,
+        ttl_seconds: n.ttl_seconds,
+        channels: n.channels,
+        created_at: n.created_at,
+        idempotency_key: n.idempotency_key.clone(),
+    };
+    Ok(serde_json::to_string(&content).map_err(json_err)?.into())
+}
+
 fn values(v: Value) -> Vec<Value> {
     match v {
         Value::Array(items) => items,
@@ -489,23 +508,14 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let global = self.global().await?;
-        // Each script call carries the content for its live event, without the recipient list:
-        // a notification to 10,000 listed users would otherwise send the list 10,000 times.
-        let mut json_by_id: HashMap<&str, String> = HashMap::new();
+        let mut json_by_id: HashMap<&str, Arc<str>> = HashMap::new();
         for d in deliveries {
             if !json_by_id.contains_key(d.notification.id.as_str()) {
-                let content = Notification {
-                    to: Recipients::Users(Vec::new()),
-                    ..(*d.notification).clone()
-                };
-                json_by_id.insert(
-                    &d.notification.id,
-                    serde_json::to_string(&content).map_err(json_err)?,
-                );
+                json_by_id.insert(&d.notification.id, live_content(&d.notification)?);
             }
         }
         // One script per user (each on its own slot); the multiplexed connection pipelines them.
-        let calls: Vec<(String, String, u8, String)> = deliveries
+        let calls: Vec<(String, String, u8, Arc<str>)> = deliveries
             .iter()
             .map(|d| {
                 let json = json_by_id[d.notification.id.as_str()].clone();
@@ -531,7 +541,7 @@ impl Store for RedisStore {
                         .arg(flags)
                         .arg(inbox_max)
                         .arg(floor)
-                        .arg(json)
+                        .arg(&*json)
                         .arg(&user)
                         .arg(keys::EVENTS_CHANNEL);
                     call.invoke_async::<Value>(&mut conn).await
