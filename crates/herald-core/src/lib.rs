@@ -1,6 +1,7 @@
 //! Herald's domain: what a notification is, who receives it, where a reader stands in a feed,
 //! and the rules a request must follow. No I/O lives here, so every rule is testable alone.
 
+pub mod device;
 pub mod event;
 pub mod limits;
 pub mod names;
@@ -10,6 +11,7 @@ pub mod publish;
 pub mod time;
 pub mod validation;
 
+pub use device::{Device, DeviceRegistration, Platform, WebPushKeys};
 pub use event::{EventBody, FeedEvent};
 pub use limits::Limits;
 pub use notification::{Channel, ChannelSet, Notification, NotificationView, Priority, Recipients};

@@ -210,6 +210,13 @@ pub struct Notification {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Replaces an earlier push with the same key on the device (APNs `apns-collapse-id`,
+    /// FCM `collapse_key`, Web Push `Topic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_key: Option<String>,
+    /// Runs the whole pipeline but delivers no push: FCM validates only, the others are skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Notification {

@@ -13,6 +13,9 @@ use crate::validation::{Checker, ValidationError};
 /// Longest idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
+/// Longest collapse key in bytes: APNs refuses an `apns-collapse-id` over 64 bytes.
+pub const MAX_COLLAPSE_KEY_BYTES: usize = 64;
+
 /// `POST /v1/notifications` body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +43,14 @@ pub struct PublishRequest {
     /// The same key returns the same id and delivers once; also accepted as the `Idempotency-Key` header.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Push only: a newer push with the same key replaces the older one on the device.
+    /// 1 to 64 characters (the APNs limit).
+    #[serde(default)]
+    pub collapse_key: Option<String>,
+    /// Runs the whole pipeline without delivering push: FCM validates only, APNs, Web Push and
+    /// webhooks are not called; the delivery report counts the sends as `dry_run`.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl PublishRequest {
@@ -134,6 +145,14 @@ impl PublishRequest {
                 );
             }
         }
+        if let Some(key) = &self.collapse_key
+            && (key.is_empty() || key.len() > MAX_COLLAPSE_KEY_BYTES)
+        {
+            c.fail(
+                "collapse_key",
+                format!("must be 1 to {MAX_COLLAPSE_KEY_BYTES} bytes"),
+            );
+        }
         c.finish()
     }
 
@@ -168,6 +187,8 @@ impl PublishRequest {
                 .unwrap_or_else(ChannelSet::all),
             created_at,
             idempotency_key: self.idempotency_key,
+            collapse_key: self.collapse_key,
+            dry_run: self.dry_run,
         }
     }
 }

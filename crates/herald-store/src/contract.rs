@@ -91,6 +91,8 @@ fn note(title: &str, to: Recipients, priority: Priority) -> Notification {
         channels: Default::default(),
         created_at: herald_core::time::now_ms(),
         idempotency_key: None,
+        collapse_key: None,
+        dry_run: false,
     }
 }
 

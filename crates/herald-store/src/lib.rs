@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod feed_state;
 mod options;
 mod page;
+mod push;
 pub mod redis;
 mod types;
 
@@ -16,13 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use herald_core::{Cursor, Notification, Position};
+use herald_core::{Cursor, Device, Notification, Position};
 use tokio::sync::mpsc;
 
 pub use embedded::EmbeddedStore;
 pub use herald_core::{EventBody, FeedEvent};
 pub use options::StoreOptions;
 pub use redis::{RedisOptions, RedisStore};
+pub use push::*;
 pub use types::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -105,6 +107,49 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>>;
+
+    /// Registers a device for `user`. Its id comes from its address, so registering an address
+    /// that belongs to another user moves the device to `user` (a phone changed hands).
+    /// Each user keeps at most [`StoreOptions::devices_per_user`] devices: registering one more
+    /// drops that user's least recently registered device.
+    async fn register_device(&self, device: Device) -> Result<()>;
+
+    /// A user's devices, most recently registered first.
+    async fn devices(&self, user: &str) -> Result<Vec<Device>>;
+
+    /// Removes one of the user's devices; false if the user has no device with this id.
+    async fn remove_device(&self, user: &str, id: &str) -> Result<bool>;
+
+    /// The devices of these users, for the sender (one round trip per batch).
+    async fn devices_of(&self, users: &[String]) -> Result<Vec<Device>>;
+
+    /// Removes a device whose provider said its address is dead, whoever owns it now.
+    async fn prune_device(&self, id: &str) -> Result<bool>;
+
+    /// Puts sends into the outbox. A `(notification, target)` the outbox has seen before, pending
+    /// or finished, is skipped, so re-running a fan-out never sends twice. Counts the new ones
+    /// as `queued` in the notification's report and returns how many were new.
+    async fn enqueue_push(&self, tasks: &[PushTask]) -> Result<u64>;
+
+    /// Up to `max` sends that are due at `now_ms`, highest lane first, oldest due first. A task
+    /// handed out is not handed out again until it is finished or retried, or after a restart
+    /// (embedded) or once its lease of `lease` has run out (Redis: a dead node's sends are taken
+    /// over by the living).
+    async fn next_push(&self, max: usize, now_ms: i64, lease: Duration) -> Result<Vec<PushTask>>;
+
+    /// Records how sends ended. Idempotent per task: finishing a task that is no longer in the
+    /// outbox changes nothing.
+    async fn finish_push(&self, outcomes: &[PushOutcome]) -> Result<()>;
+
+    /// Sends in the outbox (pending and leased), per lane in [`herald_core::Priority::LANES`] order.
+    async fn push_depths(&self) -> Result<[u64; 3]>;
+
+    /// Per-channel send counts of a notification (empty when it had no sends).
+    async fn delivery_report(&self, notification: &str) -> Result<DeliveryReport>;
+
+    /// The newest dead letters first, at most `limit`. Kept up to
+    /// [`StoreOptions::dead_letters_max`]; older ones are dropped.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
 
     /// The feed events of every write, in commit order per user, for the realtime hub.
     /// Called once; events are pushed with back-pressure, so the receiver must keep reading.

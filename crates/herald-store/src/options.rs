@@ -18,6 +18,10 @@ pub struct StoreOptions {
     pub notification_retention_ms: i64,
     /// Block cache size in bytes (embedded engine only).
     pub cache_bytes: u64,
+    /// Most devices per user; registering one more drops the least recently registered.
+    pub devices_per_user: usize,
+    /// Most dead letters kept; the oldest are dropped past it.
+    pub dead_letters_max: usize,
 }
 
 impl Default for StoreOptions {
@@ -29,6 +33,8 @@ impl Default for StoreOptions {
             idempotency_ttl_ms: 24 * 3600 * 1000,
             notification_retention_ms: 90 * 24 * 3600 * 1000,
             cache_bytes: 64 * 1024 * 1024,
+            devices_per_user: 20,
+            dead_letters_max: 10_000,
         }
     }
 }

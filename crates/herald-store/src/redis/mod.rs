@@ -346,6 +346,8 @@ fn live_content(n: &Notification) -> Result<Arc<str>> {
         channels: n.channels,
         created_at: n.created_at,
         idempotency_key: n.idempotency_key.clone(),
+        collapse_key: n.collapse_key.clone(),
+        dry_run: n.dry_run,
     };
     Ok(serde_json::to_string(&content).map_err(json_err)?.into())
 }

@@ -1,0 +1,1 @@
+//! Fake push providers speaking the real protocols over TLS and HTTP/2.

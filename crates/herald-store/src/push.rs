@@ -1,0 +1,167 @@
+//! The values of the push outbox: sends to devices and webhooks waiting for a provider, what became
+//! of them, and each notification's delivery report.
+
+use std::collections::BTreeMap;
+
+use herald_core::Priority;
+use serde::{Deserialize, Serialize};
+
+/// One send of one notification to one target. `(notification, target)` identifies it: the outbox
+/// accepts it once, ever (until the notification's retention ends), so re-running a fan-out
+/// never sends twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushTask {
+    /// The notification's id.
+    pub notification: String,
+    /// `d:{device id}` for a device, `w:{webhook name}` for a webhook.
+    pub target: String,
+    /// The recipient (empty for webhooks, which get the whole notification once).
+    pub user: String,
+    pub lane: Priority,
+    /// Sends tried so far.
+    pub attempt: u32,
+    /// Unix milliseconds before which it must not be sent (a retry's backoff).
+    pub due_ms: i64,
+}
+
+impl PushTask {
+    pub fn device(notification: &str, device_id: &str, user: &str, lane: Priority) -> Self {
+        Self {
+            notification: notification.to_owned(),
+            target: format!("d:{device_id}"),
+            user: user.to_owned(),
+            lane,
+            attempt: 0,
+            due_ms: 0,
+        }
+    }
+
+    pub fn webhook(notification: &str, webhook: &str, lane: Priority) -> Self {
+        Self {
+            notification: notification.to_owned(),
+            target: format!("w:{webhook}"),
+            user: String::new(),
+            lane,
+            attempt: 0,
+            due_ms: 0,
+        }
+    }
+
+    /// The delivery channel the target belongs to: `push` or `webhook`.
+    pub fn channel(&self) -> &'static str {
+        channel_of(&self.target)
+    }
+
+    /// The device id, for a device target.
+    pub fn device_id(&self) -> Option<&str> {
+        self.target.strip_prefix("d:")
+    }
+
+    /// The webhook name, for a webhook target.
+    pub fn webhook_name(&self) -> Option<&str> {
+        self.target.strip_prefix("w:")
+    }
+}
+
+pub fn channel_of(target: &str) -> &'static str {
+    if target.starts_with("w:") {
+        "webhook"
+    } else {
+        "push"
+    }
+}
+
+/// How a send ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendStatus {
+    /// The provider accepted it.
+    Sent,
+    /// Given up (a permanent error, or attempts exhausted): recorded as a dead letter.
+    Failed,
+    /// The provider said the device is gone; the device was removed.
+    Pruned,
+    /// Dry run: validated (FCM `validate_only`) or skipped, never delivered.
+    DryRun,
+    /// Its TTL ran out before it could be sent.
+    Expired,
+}
+
+impl SendStatus {
+    pub const ALL: [SendStatus; 5] = [
+        SendStatus::Sent,
+        SendStatus::Failed,
+        SendStatus::Pruned,
+        SendStatus::DryRun,
+        SendStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendStatus::Sent => "sent",
+            SendStatus::Failed => "failed",
+            SendStatus::Pruned => "pruned",
+            SendStatus::DryRun => "dry_run",
+            SendStatus::Expired => "expired",
+        }
+    }
+}
+
+/// What the sender reports back for a task it took from [`crate::Store::next_push`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushOutcome {
+    /// Finished: the task leaves the outbox, its report counter goes up, and a `Failed` one is
+    /// kept as a dead letter with the reason.
+    Done {
+        task: PushTask,
+        status: SendStatus,
+        reason: Option<String>,
+    },
+    /// Try again at `due_ms`; the stored attempt count becomes `task.attempt + 1`.
+    Retry { task: PushTask, due_ms: i64 },
+}
+
+/// Per channel counts of one notification's sends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCounts {
+    /// Sends accepted into the outbox.
+    pub queued: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub pruned: u64,
+    pub dry_run: u64,
+    pub expired: u64,
+}
+
+impl ChannelCounts {
+    /// Queued and not finished yet.
+    pub fn pending(&self) -> u64 {
+        self.queued
+            .saturating_sub(self.sent + self.failed + self.pruned + self.dry_run + self.expired)
+    }
+
+    pub fn add(&mut self, status: SendStatus, n: u64) {
+        match status {
+            SendStatus::Sent => self.sent += n,
+            SendStatus::Failed => self.failed += n,
+            SendStatus::Pruned => self.pruned += n,
+            SendStatus::DryRun => self.dry_run += n,
+            SendStatus::Expired => self.expired += n,
+        }
+    }
+}
+
+/// A notification's delivery report: counts per channel (`push`, `webhook`).
+pub type DeliveryReport = BTreeMap<String, ChannelCounts>;
+
+/// A send that was given up, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub notification: String,
+    pub target: String,
+    pub user: String,
+    pub attempts: u32,
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at: i64,
+}
