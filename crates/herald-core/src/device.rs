@@ -103,7 +103,10 @@ impl DeviceRegistration {
         let address = match self.platform {
             Platform::Fcm | Platform::Apns => {
                 if self.endpoint.is_some() || self.keys.is_some() {
-                    c.fail("endpoint", "only Web Push devices have an endpoint and keys");
+                    c.fail(
+                        "endpoint",
+                        "only Web Push devices have an endpoint and keys",
+                    );
                 }
                 let token = self.token.clone().unwrap_or_default();
                 c.check("token", check_token(self.platform, &token));
@@ -111,14 +114,20 @@ impl DeviceRegistration {
             }
             Platform::Webpush => {
                 if self.token.is_some() {
-                    c.fail("token", "Web Push devices give `endpoint` and `keys`, not `token`");
+                    c.fail(
+                        "token",
+                        "Web Push devices give `endpoint` and `keys`, not `token`",
+                    );
                 }
                 let endpoint = self.endpoint.clone().unwrap_or_default();
                 c.check("endpoint", check_endpoint(&endpoint));
                 match &self.keys {
                     None => c.fail("keys", "required for Web Push: {\"p256dh\", \"auth\"}"),
                     Some(k) => {
-                        c.check("keys.p256dh", check_b64url(&k.p256dh, 65, "a P-256 public key"));
+                        c.check(
+                            "keys.p256dh",
+                            check_b64url(&k.p256dh, 65, "a P-256 public key"),
+                        );
                         c.check("keys.auth", check_b64url(&k.auth, 16, "an auth secret"));
                     }
                 }
@@ -158,7 +167,10 @@ fn check_token(platform: Platform, token: &str) -> Result<(), String> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(format!("longer than {MAX_TOKEN_BYTES} bytes"));
     }
-    if token.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+    if token
+        .chars()
+        .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
         return Err("must not contain whitespace".into());
     }
     if platform == Platform::Apns && !token.chars().all(|ch| ch.is_ascii_hexdigit()) {
@@ -226,9 +238,10 @@ mod tests {
         .into_device("u", 1)
         .unwrap();
         assert_eq!(ok.address, "https://push.example/abc");
-        let err = reg(r#"{"platform":"webpush","endpoint":"http://x","keys":{"p256dh":"x","auth":"y"}}"#)
-            .into_device("u", 1)
-            .unwrap_err();
+        let err =
+            reg(r#"{"platform":"webpush","endpoint":"http://x","keys":{"p256dh":"x","auth":"y"}}"#)
+                .into_device("u", 1)
+                .unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["endpoint", "keys.p256dh", "keys.auth"]);
     }

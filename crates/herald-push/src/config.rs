@@ -6,13 +6,36 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// `[push]`: which providers are on, and how the sender treats them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PushConfig {
     pub fcm: Option<FcmConfig>,
     pub apns: Option<ApnsConfig>,
     pub webpush: Option<WebPushConfig>,
     pub retry: RetryConfig,
+    /// Run the whole pipeline but deliver nothing: FCM validates only, the rest are not called.
+    pub dry_run: bool,
+    /// Sends the sender takes from the outbox at once.
+    pub batch: usize,
+    /// Most sends in flight on this node, all providers together.
+    pub max_in_flight: usize,
+    /// Redis: a send another node took and did not finish within this many ms is taken over.
+    pub lease_ms: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            fcm: None,
+            apns: None,
+            webpush: None,
+            retry: RetryConfig::default(),
+            dry_run: false,
+            batch: 1024,
+            max_in_flight: 4096,
+            lease_ms: 300_000,
+        }
+    }
 }
 
 /// `[push.fcm]`: Firebase Cloud Messaging HTTP v1.

@@ -47,7 +47,10 @@ pub struct ClientPool {
 
 impl ClientPool {
     pub fn new(options: &HttpOptions) -> Result<Self, HttpSetupError> {
-        let tls = client_tls(options.extra_ca_pem.as_deref().map(Vec::as_slice), options.http2_only)?;
+        let tls = client_tls(
+            options.extra_ca_pem.as_deref().map(Vec::as_slice),
+            options.http2_only,
+        )?;
         let clients = (0..options.connections.max(1))
             .map(|_| {
                 reqwest::Client::builder()

@@ -14,7 +14,6 @@ pub mod retry;
 pub mod webhook;
 pub mod webpush;
 
-
 pub use config::PushConfig;
 pub use message::PushMessage;
 pub use provider::{Provider, SendResult};

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use herald_core::Limits;
+use herald_push::PushConfig;
+use herald_push::config::WebhookConfig;
 use herald_store::StoreOptions;
 use serde::Deserialize;
 
@@ -37,6 +39,19 @@ pub struct Config {
     pub node_id: String,
     /// Fan-out jobs another node took and left unfinished this long (ms) are taken over.
     pub redis_claim_idle_ms: u64,
+    /// `[push]`: FCM, APNs, Web Push and how sends are retried.
+    pub push: PushConfig,
+    /// `[[webhooks]]`: URLs that receive notifications as signed JSON.
+    pub webhooks: Vec<WebhookConfig>,
+    pub tls: TlsOptions,
+}
+
+/// `[tls]`: trust for outgoing connections (push providers, webhooks).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsOptions {
+    /// A PEM file of CA certificates trusted besides the public roots (tests, staging).
+    pub extra_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -105,6 +120,9 @@ impl Default for Config {
             redis_url: None,
             node_id: default_node_id(),
             redis_claim_idle_ms: 15_000,
+            push: PushConfig::default(),
+            webhooks: Vec::new(),
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -190,6 +208,66 @@ impl Config {
         if self.token_secret.as_ref().is_some_and(|k| k.len() < 32) {
             return bad("token_secret must be at least 32 characters");
         }
+        if self.push.batch == 0 || self.push.max_in_flight == 0 || self.push.retry.max_attempts == 0
+        {
+            return bad(
+                "push.batch, push.max_in_flight and push.retry.max_attempts must be at least 1",
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            let name = hook.name.clone().unwrap_or_else(|| format!("webhook-{i}"));
+            if !names.insert(name.clone()) {
+                return Err(ConfigError(format!("two webhooks are named {name:?}")));
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example is a valid configuration, with its commented-out tables switched on.
+    #[test]
+    fn example_configuration_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../herald.example.toml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        // Uncomment `# key = value` lines and `# [table]` headers, as a user enabling them would.
+        let enabled: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if is_setting(rest) => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, &text).unwrap();
+        let plain = Config::load(Some(&path)).unwrap();
+        assert!(plain.push.fcm.is_none());
+        std::fs::write(&path, &enabled).unwrap();
+        let full = Config::load(Some(&path)).unwrap();
+        let fcm = full.push.fcm.expect("[push.fcm] enabled");
+        assert_eq!(fcm.endpoint, "https://fcm.googleapis.com");
+        assert_eq!(fcm.limits.concurrency, 512);
+        assert_eq!(full.push.apns.expect("[push.apns]").key_id, "ABC123DEFG");
+        assert!(full.push.webpush.is_some());
+        assert_eq!(full.webhooks.len(), 1);
+        assert_eq!(full.webhooks[0].categories, ["billing"]);
+        assert!(full.tls.extra_ca.is_some());
+    }
+
+    /// `[table]`, `[[table]]` or `key = value` (not prose, not the alternative Redis URLs).
+    fn is_setting(text: &str) -> bool {
+        if text.starts_with('[') {
+            return true;
+        }
+        text.split_once(" = ").is_some_and(|(key, _)| {
+            !["redis_url", "api_key", "token_secret"].contains(&key)
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
     }
 }

@@ -108,9 +108,19 @@ pub async fn serve(
         hub.clone(),
     ));
     tokio::spawn(workers::housekeeping::run(store.clone(), stop_rx.clone()));
+    let providers =
+        Arc::new(workers::push::Providers::from_config(&config).map_err(ServerError::Setup)?);
+    tracing::info!(providers = %providers.describe(), dry_run = config.push.dry_run, "push delivery");
     let fanout = tokio::spawn(workers::fanout::run(
         store.clone(),
+        providers.clone(),
         config.workers.clone(),
+        stop_rx.clone(),
+    ));
+    let sender = tokio::spawn(workers::push::sender::run(
+        store.clone(),
+        providers,
+        config.push.clone(),
         stop_rx.clone(),
     ));
 
@@ -153,6 +163,11 @@ pub async fn serve(
     if tokio::time::timeout(grace, fanout).await.is_err() {
         tracing::warn!(
             "fan-out did not finish within the grace period; it resumes on the next start"
+        );
+    }
+    if tokio::time::timeout(grace, sender).await.is_err() {
+        tracing::warn!(
+            "push sends still in flight after the grace period; they repeat on the next start"
         );
     }
     if let Err(e) = store.close().await {

@@ -51,6 +51,14 @@ fn describe() {
         "herald_queue_depth",
         "Queued fan-out jobs waiting, by priority lane"
     );
+    describe_gauge!(
+        "herald_push_queue_depth",
+        "Push and webhook sends in the outbox, by priority lane"
+    );
+    describe_counter!(
+        "herald_push_sends_total",
+        "Push and webhook send attempts, by provider and result (sent, retry, pruned, failed, dry_run)"
+    );
     describe_histogram!(
         "herald_accept_seconds",
         "Time to accept a notification durably"

@@ -12,12 +12,20 @@ use herald_core::{Cursor, EventBody, Notification, Position, Priority, Recipient
 
 use crate::*;
 
+mod devices;
+mod outbox;
+
+pub use devices::*;
+pub use outbox::*;
+
 /// The engine-neutral limits a case may need to be small.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub inbox_max: usize,
     pub global_max: usize,
     pub changes_max: usize,
+    pub devices_per_user: usize,
+    pub dead_letters_max: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +34,8 @@ impl Default for Limits {
             inbox_max: 1000,
             global_max: 1000,
             changes_max: 200,
+            devices_per_user: 20,
+            dead_letters_max: 1000,
         }
     }
 }
@@ -63,7 +73,19 @@ macro_rules! storage_contract_tests {
             topics_subscribe_and_page,
             concurrent_deliveries_to_one_user_count_exactly,
             purge_drops_expired_content,
-            live_only_entries_stay_out_of_the_inbox
+            live_only_entries_stay_out_of_the_inbox,
+            devices_register_list_and_remove,
+            registering_a_known_address_moves_the_device,
+            devices_per_user_keeps_the_most_recent,
+            devices_of_many_users_in_one_call,
+            prune_device_removes_it_whoever_owns_it,
+            enqueue_push_is_idempotent,
+            next_push_serves_high_lanes_first_and_only_when_due,
+            handed_out_push_tasks_wait_for_finish_or_restart,
+            concurrent_next_push_never_hands_out_a_task_twice,
+            retry_reschedules_with_one_more_attempt,
+            finished_sends_are_counted_in_the_delivery_report,
+            dead_letters_keep_the_newest
         );
     };
     (@cases $make:path; $($case:ident),*) => {

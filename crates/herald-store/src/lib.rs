@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 pub use embedded::EmbeddedStore;
 pub use herald_core::{EventBody, FeedEvent};
 pub use options::StoreOptions;
-pub use redis::{RedisOptions, RedisStore};
 pub use push::*;
+pub use redis::{RedisOptions, RedisStore};
 pub use types::*;
 
 #[derive(Debug, Clone, thiserror::Error)]

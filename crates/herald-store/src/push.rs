@@ -121,6 +121,15 @@ pub enum PushOutcome {
     Retry { task: PushTask, due_ms: i64 },
 }
 
+impl PushOutcome {
+    /// The task this outcome is about.
+    pub fn task(&self) -> &PushTask {
+        match self {
+            PushOutcome::Done { task, .. } | PushOutcome::Retry { task, .. } => task,
+        }
+    }
+}
+
 /// Per channel counts of one notification's sends.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelCounts {
@@ -138,6 +147,16 @@ impl ChannelCounts {
     pub fn pending(&self) -> u64 {
         self.queued
             .saturating_sub(self.sent + self.failed + self.pruned + self.dry_run + self.expired)
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &ChannelCounts) {
+        self.queued += other.queued;
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.pruned += other.pruned;
+        self.dry_run += other.dry_run;
+        self.expired += other.expired;
     }
 
     pub fn add(&mut self, status: SendStatus, n: u64) {
@@ -164,4 +183,29 @@ pub struct DeadLetter {
     pub reason: String,
     /// Unix milliseconds.
     pub at: i64,
+}
+
+impl DeadLetter {
+    /// The dead letter of `task` given up at `at`; the send that failed counts as an attempt.
+    pub(crate) fn of(task: &PushTask, reason: Option<&str>, at: i64) -> Self {
+        Self {
+            notification: task.notification.clone(),
+            target: task.target.clone(),
+            user: task.user.clone(),
+            attempts: task.attempt + 1,
+            reason: reason.unwrap_or_default().to_owned(),
+            at,
+        }
+    }
+}
+
+impl PushTask {
+    /// This task as it is stored for a retry at `due_ms`.
+    pub(crate) fn retried(&self, due_ms: i64) -> Self {
+        Self {
+            attempt: self.attempt + 1,
+            due_ms,
+            ..self.clone()
+        }
+    }
 }

@@ -49,6 +49,8 @@ async fn embedded(limits: Limits) -> Embedded {
         inbox_max: limits.inbox_max,
         global_max: limits.global_max,
         changes_max: limits.changes_max,
+        devices_per_user: limits.devices_per_user,
+        dead_letters_max: limits.dead_letters_max,
         ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), options.clone()).unwrap();
@@ -60,3 +62,54 @@ async fn embedded(limits: Limits) -> Embedded {
 }
 
 herald_store::storage_contract_tests!(embedded);
+
+mod embedded_only {
+    use std::time::Duration;
+
+    use herald_core::Priority;
+    use herald_core::time::now_ms;
+    use herald_store::contract::Harness;
+    use herald_store::{PushOutcome, PushTask, SendStatus};
+
+    use super::*;
+
+    /// Redis forgets the same by key expiry, in real time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_forgets_finished_sends_of_old_notifications() {
+        let h = embedded(Limits::default()).await;
+        let store = h.store();
+        let n = ulid::Ulid::new().to_string();
+        let sent = PushTask::device(&n, "a", "u", Priority::Normal);
+        let pending = PushTask::device(&n, "b", "u", Priority::Normal);
+        store
+            .enqueue_push(&[sent.clone(), pending.clone()])
+            .await
+            .unwrap();
+        let now = now_ms();
+        store
+            .next_push(10, now, Duration::from_secs(30))
+            .await
+            .unwrap();
+        store
+            .finish_push(&[PushOutcome::Done {
+                task: sent.clone(),
+                status: SendStatus::Sent,
+                reason: None,
+            }])
+            .await
+            .unwrap();
+        store.purge_expired(now).await.unwrap();
+        assert_eq!(store.delivery_report(&n).await.unwrap()["push"].sent, 1);
+        store
+            .purge_expired(now + 400 * 24 * 3600 * 1000)
+            .await
+            .unwrap();
+        assert!(store.delivery_report(&n).await.unwrap().is_empty());
+        assert_eq!(
+            store.enqueue_push(&[sent, pending]).await.unwrap(),
+            1,
+            "the done marker went with the notification; the pending send stayed"
+        );
+        assert_eq!(store.push_depths().await.unwrap(), [0, 2, 0]);
+    }
+}

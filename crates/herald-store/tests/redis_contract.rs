@@ -68,6 +68,8 @@ fn options(limits: Limits) -> StoreOptions {
         inbox_max: limits.inbox_max,
         global_max: limits.global_max,
         changes_max: limits.changes_max,
+        devices_per_user: limits.devices_per_user,
+        dead_letters_max: limits.dead_letters_max,
         ..StoreOptions::default()
     }
 }
@@ -104,4 +106,99 @@ mod on_one_server {
 mod on_a_three_master_cluster {
     use super::*;
     herald_store::storage_contract_tests!(cluster);
+}
+
+/// What only a shared Redis does: sends handed to a node that stops answering are taken over.
+mod redis_only {
+    use herald_core::Priority;
+    use herald_core::time::now_ms;
+    use herald_store::{PushOutcome, PushTask, SendStatus};
+
+    use super::*;
+
+    fn sent(task: &PushTask) -> PushOutcome {
+        PushOutcome::Done {
+            task: task.clone(),
+            status: SendStatus::Sent,
+            reason: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_lease_hands_the_send_to_another_node() {
+        let h = single(Limits::default()).await;
+        let node_a = h.store();
+        let node_b = open(&h.redis, &h.options).await;
+        let n = ulid::Ulid::new().to_string();
+        let task = PushTask::device(&n, "a", "u", Priority::Normal);
+        node_a
+            .enqueue_push(std::slice::from_ref(&task))
+            .await
+            .unwrap();
+        let now = now_ms();
+        let lease = Duration::from_secs(1);
+        assert_eq!(
+            node_a.next_push(10, now, lease).await.unwrap(),
+            std::slice::from_ref(&task)
+        );
+        assert!(
+            node_b
+                .next_push(10, now + 500, lease)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased to node a"
+        );
+        assert_eq!(
+            node_b.next_push(10, now + 1_500, lease).await.unwrap(),
+            std::slice::from_ref(&task),
+            "node a's lease ran out"
+        );
+        assert!(
+            node_a
+                .next_push(10, now + 1_600, lease)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        node_b.finish_push(&[sent(&task)]).await.unwrap();
+        node_a.finish_push(&[sent(&task)]).await.unwrap();
+        let report = node_a.delivery_report(&n).await.unwrap();
+        assert_eq!((report["push"].queued, report["push"].sent), (1, 1));
+        assert_eq!(node_b.push_depths().await.unwrap(), [0, 0, 0]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn done_markers_and_reports_expire_with_the_notification() {
+        let h = single(Limits::default()).await;
+        let store = h.store();
+        let n = ulid::Ulid::new().to_string();
+        let task = PushTask::device(&n, "a", "u", Priority::Normal);
+        store
+            .enqueue_push(std::slice::from_ref(&task))
+            .await
+            .unwrap();
+        store
+            .next_push(10, now_ms(), Duration::from_secs(30))
+            .await
+            .unwrap();
+        store.finish_push(&[sent(&task)]).await.unwrap();
+        let client = redis::Client::open(h.redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let retention = h.options.notification_retention_ms;
+        for key in [
+            format!("{{q}}:push:done:{n}"),
+            format!("{{q}}:push:report:{n}"),
+        ] {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(
+                ttl > retention - 60_000 && ttl <= retention,
+                "{key} expires with the notification, in {ttl} ms"
+            );
+        }
+    }
 }

@@ -39,6 +39,8 @@ enum Command {
     Send(commands::send::Args),
     /// Run a benchmark against a freshly started server and print figures.
     Bench(commands::bench::Args),
+    /// Generate a VAPID key pair for Web Push.
+    VapidKeys(commands::vapid_keys::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Token(args) => commands::token::run(args),
         Command::Send(args) => commands::send::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::VapidKeys(args) => commands::vapid_keys::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

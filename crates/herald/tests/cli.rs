@@ -79,7 +79,7 @@ async fn first_start_generates_a_key_and_shows_it_once() {
         .output()
         .unwrap();
     let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
-    let http = reqwest::Client::new();
+    let http = common::http_client().build().unwrap();
     let r = http
         .get(format!("http://{listen}/v1/me/unread"))
         .bearer_auth(&token)
@@ -167,7 +167,7 @@ async fn configuration_comes_from_file_then_environment() {
     );
     let addr = format!("127.0.0.1:{file_port}");
     wait_healthy(addr.parse().unwrap()).await;
-    let http = reqwest::Client::new();
+    let http = common::http_client().build().unwrap();
     let big = json!({"to": {"users": ["a"]}, "title": "t", "body": "x".repeat(3000)});
     let r = http
         .post(format!("http://{addr}/v1/notifications"))

@@ -1,6 +1,7 @@
 //! The HTTP API under `/v1`, plus operations endpoints. Routes and their OpenAPI description
 //! come from the same handler annotations, so the served document cannot drift from the server.
 
+pub mod devices;
 pub mod extract;
 pub mod inbox;
 pub mod live;
@@ -32,6 +33,7 @@ use crate::state::AppState;
     tags(
         (name = "publish", description = "Product services publish notifications (API key)"),
         (name = "topics", description = "Topic subscriptions (API key)"),
+        (name = "devices", description = "Devices that receive push (user token; admin twin with API key)"),
         (name = "inbox", description = "Notification center (user token; admin twin with API key)"),
         (name = "live", description = "Live delivery over SSE and WebSocket (user token)"),
         (name = "operations", description = "Health and metrics"),
@@ -67,6 +69,11 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(inbox::mark_all_read))
         .routes(routes!(inbox::archive))
         .routes(routes!(inbox::user_notifications))
+        .routes(routes!(devices::register_mine, devices::list_mine))
+        .routes(routes!(devices::remove_mine))
+        .routes(routes!(devices::register_for_user, devices::list_for_user))
+        .routes(routes!(devices::remove_for_user))
+        .routes(routes!(publish::dead_letters))
         .routes(routes!(stream::stream))
         .routes(routes!(ws::websocket))
         .routes(routes!(ops::healthz))

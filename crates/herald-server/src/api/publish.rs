@@ -1,14 +1,17 @@
-//! Publishing: `POST /v1/notifications` and reading a notification back.
+//! Publishing: `POST /v1/notifications`, reading a notification back with its delivery report,
+//! and the dead letters of sends that were given up.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use herald_core::{Notification, PublishRequest, Recipients};
-use herald_store::{Accept, Accepted, Idempotency};
-use serde::Serialize;
-use utoipa::ToSchema;
+use std::collections::BTreeMap;
 
-use super::extract::{JsonBody, Publisher};
+use herald_store::{Accept, Accepted, ChannelCounts, Idempotency};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{JsonBody, Publisher, QueryParams};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 
@@ -112,6 +115,41 @@ pub struct StoredNotification {
     /// RFC 3339, UTC.
     pub created_at: String,
     pub idempotency_key: Option<String>,
+    pub collapse_key: Option<String>,
+    pub dry_run: bool,
+    /// Push and webhook sends per channel (`push`, `webhook`); absent channels had none.
+    pub report: BTreeMap<String, ChannelReport>,
+}
+
+/// How one channel's sends of a notification went.
+#[derive(Serialize, ToSchema, Debug, PartialEq)]
+pub struct ChannelReport {
+    /// Sends queued in all.
+    pub queued: u64,
+    pub sent: u64,
+    /// Given up; see `GET /v1/dead-letters` for the reasons.
+    pub failed: u64,
+    /// The device was gone (unregistered token); it was removed.
+    pub pruned: u64,
+    pub dry_run: u64,
+    /// Its TTL ran out before it could be sent.
+    pub expired: u64,
+    /// Queued and not finished yet (including retries waiting for their backoff).
+    pub pending: u64,
+}
+
+impl From<&ChannelCounts> for ChannelReport {
+    fn from(c: &ChannelCounts) -> Self {
+        Self {
+            queued: c.queued,
+            sent: c.sent,
+            failed: c.failed,
+            pruned: c.pruned,
+            dry_run: c.dry_run,
+            expired: c.expired,
+            pending: c.pending(),
+        }
+    }
 }
 
 impl From<&Notification> for StoredNotification {
@@ -128,6 +166,9 @@ impl From<&Notification> for StoredNotification {
             channels: n.channels.iter().collect(),
             created_at: herald_core::time::rfc3339_ms(n.created_at),
             idempotency_key: n.idempotency_key.clone(),
+            collapse_key: n.collapse_key.clone(),
+            dry_run: n.dry_run,
+            report: BTreeMap::new(),
         }
     }
 }
@@ -144,10 +185,73 @@ pub async fn get_notification(
     _publisher: Publisher,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StoredNotification>> {
-    match state.store.notification(&id).await? {
-        Some(n) => Ok(Json(StoredNotification::from(&*n))),
-        None => Err(Problem::not_found(format!(
+    let Some(n) = state.store.notification(&id).await? else {
+        return Err(Problem::not_found(format!(
             "no notification with id {id:?}"
-        ))),
+        )));
+    };
+    let mut stored = StoredNotification::from(&*n);
+    stored.report = state
+        .store
+        .delivery_report(&id)
+        .await?
+        .iter()
+        .map(|(channel, counts)| (channel.clone(), ChannelReport::from(counts)))
+        .collect();
+    Ok(Json(stored))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct DeadLetterQuery {
+    /// Most letters returned, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterList {
+    /// Newest first.
+    pub dead_letters: Vec<DeadLetterBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterBody {
+    pub notification: String,
+    /// `d:<device id>` or `w:<webhook name>`.
+    pub target: String,
+    pub user: String,
+    pub attempts: u32,
+    pub reason: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+/// Sends that were given up, and why: newest first.
+#[utoipa::path(
+    get, path = "/v1/dead-letters", tag = "publish", params(DeadLetterQuery),
+    responses((status = 200, body = DeadLetterList)),
+    security(("api_key" = []))
+)]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    _publisher: Publisher,
+    QueryParams(q): QueryParams<DeadLetterQuery>,
+) -> ApiResult<Json<DeadLetterList>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
+    let letters = state.store.dead_letters(limit).await?;
+    Ok(Json(DeadLetterList {
+        dead_letters: letters
+            .into_iter()
+            .map(|d| DeadLetterBody {
+                notification: d.notification,
+                target: d.target,
+                user: d.user,
+                attempts: d.attempts,
+                reason: d.reason,
+                at: herald_core::time::rfc3339_ms(d.at),
+            })
+            .collect(),
+    }))
 }

@@ -11,11 +11,17 @@ use herald_store::{Delivery, EntryFlags, Job, JobId, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::config::WorkerOptions;
+use crate::workers::push::{Providers, enqueue};
 
 /// Deliveries written per store call.
 const DELIVERY_CHUNK: usize = 4096;
 
-pub async fn run(store: Arc<dyn Store>, options: WorkerOptions, shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    providers: Arc<Providers>,
+    options: WorkerOptions,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
         if *shutdown.borrow() {
@@ -37,7 +43,7 @@ pub async fn run(store: Arc<dyn Store>, options: WorkerOptions, shutdown: watch:
             continue;
         }
         // A batch is finished before shutdown is honoured: what was taken is completed.
-        while let Err(e) = process(&*store, &jobs, &options).await {
+        while let Err(e) = process(&*store, &providers, &jobs, &options).await {
             if matches!(e, StoreError::Closed) {
                 return;
             }
@@ -59,6 +65,7 @@ fn flags_for(n: &Notification, now_ms: i64) -> EntryFlags {
 
 async fn process(
     store: &dyn Store,
+    providers: &Providers,
     jobs: &[Job],
     options: &WorkerOptions,
 ) -> Result<(), StoreError> {
@@ -68,24 +75,31 @@ async fn process(
     for job in jobs {
         let n = &job.notification;
         let flags = flags_for(n, now);
-        if flags.inbox || flags.live {
-            match &n.to {
-                Recipients::Users(users) => {
+        let feed = flags.inbox || flags.live;
+        match &n.to {
+            Recipients::Users(users) => {
+                if feed {
                     deliveries.extend(users.iter().map(|user| Delivery {
                         user: user.clone(),
                         notification: n.clone(),
                         flags,
                     }));
                 }
-                Recipients::All => {
+                enqueue::for_users(store, providers, n, users).await?;
+            }
+            Recipients::All => {
+                // Push to everyone is not fanned out per device here: the global feed reaches
+                // every user's inbox and live connections (campaigns cover device broadcast).
+                if feed {
                     store.deliver_global(n.clone(), flags).await?;
                     count(u64::from(flags.inbox), u64::from(flags.live));
                 }
-                Recipients::Topic(topic) => {
-                    fan_out_topic(store, job, topic, flags, options).await?
-                }
+            }
+            Recipients::Topic(topic) => {
+                fan_out_topic(store, providers, job, topic, flags, options).await?
             }
         }
+        enqueue::for_webhooks(store, providers, n).await?;
         finished.push(job.id.clone());
         if deliveries.len() >= DELIVERY_CHUNK {
             deliver(store, std::mem::take(&mut deliveries)).await?;
@@ -126,6 +140,7 @@ fn count(inbox: u64, live: u64) {
 /// Walks the topic's subscribers page by page from the job's checkpoint.
 async fn fan_out_topic(
     store: &dyn Store,
+    providers: &Providers,
     job: &Job,
     topic: &str,
     flags: EntryFlags,
@@ -139,15 +154,18 @@ async fn fan_out_topic(
         let Some(last) = page.last().cloned() else {
             return Ok(());
         };
-        let deliveries: Vec<_> = page
-            .into_iter()
-            .map(|user| Delivery {
-                user,
-                notification: job.notification.clone(),
-                flags,
-            })
-            .collect();
-        deliver(store, deliveries).await?;
+        enqueue::for_users(store, providers, &job.notification, &page).await?;
+        if flags.inbox || flags.live {
+            let deliveries: Vec<_> = page
+                .into_iter()
+                .map(|user| Delivery {
+                    user,
+                    notification: job.notification.clone(),
+                    flags,
+                })
+                .collect();
+            deliver(store, deliveries).await?;
+        }
         store.checkpoint_job(&job.id, &last).await?;
         after = Some(last);
     }

@@ -41,6 +41,12 @@ pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
                 metrics::gauge!("herald_queue_depth", "lane" => lane.as_str()).set(depth as f64);
             }
         }
+        if let Ok(depths) = store.push_depths().await {
+            for (lane, depth) in herald_core::Priority::LANES.iter().zip(depths) {
+                metrics::gauge!("herald_push_queue_depth", "lane" => lane.as_str())
+                    .set(depth as f64);
+            }
+        }
         since_purge += Duration::from_secs(1);
         if since_purge >= Duration::from_secs(300) {
             since_purge = Duration::ZERO;

@@ -1,4 +1,6 @@
-//! Background work: fan-out of accepted notifications, live event dispatch, housekeeping.
+//! Background work: fan-out of accepted notifications, push sending, live event dispatch,
+//! housekeeping.
 
 pub mod fanout;
 pub mod housekeeping;
+pub mod push;

@@ -1,12 +1,15 @@
 //! The embedded engine: one data directory, no server. Built on fjall (an LSM tree with an
 //! atomic, journaled write batch), with all writes funnelled through one writer thread.
 
+mod dead_letters;
+mod devices;
 mod keys;
 mod lanes;
+mod outbox;
 mod overlay;
+mod push_reports;
 mod reads;
 mod records;
-
 mod writer;
 
 use std::path::Path;
@@ -16,10 +19,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
-use herald_core::{Cursor, Notification, Position};
+use herald_core::{Cursor, Device, Notification, Position};
 use tokio::sync::{mpsc, oneshot};
 
+use self::dead_letters::DeadLetters;
 use self::lanes::Lanes;
+use self::outbox::Outbox;
 use self::overlay::backend;
 use self::records::*;
 use self::writer::{Op, Writer, job_id};
@@ -38,6 +43,7 @@ pub struct EmbeddedStore {
     ops: mpsc::Sender<Op>,
     global: Arc<RwLock<GlobalState>>,
     lanes: Arc<Lanes>,
+    outbox: Arc<Outbox>,
     live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
 }
@@ -60,6 +66,8 @@ impl EmbeddedStore {
         let (jobs, last_job_seq) = load_jobs(&keyspaces)?;
         let lanes = Arc::new(Lanes::default());
         lanes.push(jobs);
+        let outbox = Arc::new(Outbox::open(&keyspaces[PUSH_DUE])?);
+        let dead_letters = DeadLetters::open(&keyspaces[DEAD_LETTERS])?;
         let global_shared = Arc::new(RwLock::new(global.clone()));
         let (ops_tx, ops_rx) = mpsc::channel(OPS_QUEUE);
         let (live_tx, live_rx) = mpsc::channel(LIVE_QUEUE);
@@ -75,6 +83,8 @@ impl EmbeddedStore {
             live_enabled: live_enabled.clone(),
             last_job_seq,
             meta_cache: Default::default(),
+            outbox: outbox.clone(),
+            dead_letters,
         };
         std::thread::Builder::new()
             .name("herald-store-writer".into())
@@ -87,6 +97,7 @@ impl EmbeddedStore {
             ops: ops_tx,
             global: global_shared,
             lanes,
+            outbox,
             live_rx: Mutex::new(Some(live_rx)),
             live_enabled,
         })
@@ -246,6 +257,60 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<String>> {
         reads::subscribers(&self.keyspaces, topic, after, limit)
+    }
+
+    async fn register_device(&self, device: Device) -> Result<()> {
+        self.call(|r| Op::RegisterDevice(Box::new(device), r)).await
+    }
+
+    async fn devices(&self, user: &str) -> Result<Vec<Device>> {
+        devices::of_users(&self.db, &self.keyspaces, &[user.to_owned()])
+    }
+
+    async fn remove_device(&self, user: &str, id: &str) -> Result<bool> {
+        self.call(|r| Op::RemoveDevice(user.to_owned(), id.to_owned(), r))
+            .await
+    }
+
+    async fn devices_of(&self, users: &[String]) -> Result<Vec<Device>> {
+        devices::of_users(&self.db, &self.keyspaces, users)
+    }
+
+    async fn prune_device(&self, id: &str) -> Result<bool> {
+        self.call(|r| Op::PruneDevice(id.to_owned(), r)).await
+    }
+
+    async fn enqueue_push(&self, tasks: &[PushTask]) -> Result<u64> {
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        self.call(|r| Op::EnqueuePush(tasks.to_vec(), r)).await
+    }
+
+    async fn next_push(&self, max: usize, now_ms: i64, _lease: Duration) -> Result<Vec<PushTask>> {
+        // Leases live until the task is finished or the process restarts: one process sends.
+        self.outbox.next(&self.keyspaces[PUSH_DUE], max, now_ms)
+    }
+
+    async fn finish_push(&self, outcomes: &[PushOutcome]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let at = herald_core::time::now_ms();
+        self.call(|r| Op::FinishPush(outcomes.to_vec(), at, r))
+            .await
+    }
+
+    async fn push_depths(&self) -> Result<[u64; 3]> {
+        Ok(self.outbox.depths())
+    }
+
+    async fn delivery_report(&self, notification: &str) -> Result<DeliveryReport> {
+        push_reports::read(&self.keyspaces[PUSH_REPORTS], notification)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        dead_letters::newest(&self.keyspaces[DEAD_LETTERS], limit)
     }
 
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {

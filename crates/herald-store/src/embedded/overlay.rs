@@ -53,17 +53,38 @@ impl<'a> Overlay<'a> {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
-        let start = (ks, prefix.to_vec());
+        self.scan_from(ks, prefix, prefix, limit)
+    }
+
+    /// Up to `limit` live entries from `start` on whose keys begin with `prefix`, in ascending
+    /// key order.
+    pub fn scan_from(
+        &self,
+        ks: usize,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        let from = (ks, start.to_vec());
         let mut pending = self
             .pending
-            .range((Bound::Included(start), Bound::Unbounded))
+            .range((Bound::Included(from), Bound::Unbounded))
             .take_while(|((k, key), _)| *k == ks && key.starts_with(prefix))
             .peekable();
-        let mut stored = self.keyspaces[ks].prefix(prefix).map(|g| g.into_inner());
-        let mut next_stored = stored.next().transpose().map_err(backend)?;
+        let mut stored = self.keyspaces[ks]
+            .range(start.to_vec()..)
+            .map(|g| g.into_inner());
+        let mut next_stored = || -> Result<Option<_>> {
+            Ok(stored
+                .next()
+                .transpose()
+                .map_err(backend)?
+                .filter(|(k, _)| k.starts_with(prefix)))
+        };
+        let mut stored_head = next_stored()?;
         let mut out = Vec::new();
         while out.len() < limit {
-            let take_pending = match (&next_stored, pending.peek()) {
+            let take_pending = match (&stored_head, pending.peek()) {
                 (None, None) => break,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
@@ -71,19 +92,19 @@ impl<'a> Overlay<'a> {
             };
             if take_pending {
                 let ((_, pkey), pvalue) = pending.next().expect("peeked");
-                if next_stored
+                if stored_head
                     .as_ref()
                     .is_some_and(|(skey, _)| skey.as_ref() == pkey.as_slice())
                 {
-                    next_stored = stored.next().transpose().map_err(backend)?; // shadowed by the pending write
+                    stored_head = next_stored()?; // shadowed by the pending write
                 }
                 if let Some(v) = pvalue {
                     out.push((pkey.clone(), v.clone()));
                 }
             } else {
-                let (k, v) = next_stored.take().expect("checked");
+                let (k, v) = stored_head.take().expect("checked");
                 out.push((k.to_vec(), v.to_vec()));
-                next_stored = stored.next().transpose().map_err(backend)?;
+                stored_head = next_stored()?;
             }
         }
         Ok(out)

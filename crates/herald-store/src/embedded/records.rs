@@ -17,9 +17,15 @@ pub const CHANGES: usize = 7;
 pub const GLOBAL: usize = 8;
 pub const GLOBAL_IDS: usize = 9;
 pub const TOPICS: usize = 10;
+pub const DEVICES: usize = 11;
+pub const USER_DEVICES: usize = 12;
+pub const PUSH_TASKS: usize = 13;
+pub const PUSH_DUE: usize = 14;
+pub const PUSH_REPORTS: usize = 15;
+pub const DEAD_LETTERS: usize = 16;
 
 /// Keyspace names, indexed by the constants above.
-pub const KEYSPACES: [&str; 11] = [
+pub const KEYSPACES: [&str; 17] = [
     "notifications",
     "idempotency",
     "idempotency_by_time",
@@ -31,6 +37,12 @@ pub const KEYSPACES: [&str; 11] = [
     "global",
     "global_ids",
     "topics",
+    "devices",
+    "user_devices",
+    "push_tasks",
+    "push_due",
+    "push_reports",
+    "dead_letters",
 ];
 
 /// A feed entry: `[flags, read] + notification id`.
@@ -75,6 +87,40 @@ pub struct JobRecord {
     pub cursor: Option<String>,
 }
 
+/// What the outbox knows of one `(notification, target)`: pending at a place in the due index,
+/// or done (a small marker, so the pair is never queued again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Pending { lane: u8, due_ms: i64 },
+    Done,
+}
+
+impl TaskState {
+    pub fn encode(self) -> Vec<u8> {
+        match self {
+            TaskState::Pending { lane, due_ms } => {
+                let mut v = Vec::with_capacity(10);
+                v.push(b'p');
+                v.push(lane);
+                v.extend_from_slice(&super::keys::ordered_i64(due_ms));
+                v
+            }
+            TaskState::Done => vec![b'd'],
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        match bytes {
+            [b'd'] => Ok(TaskState::Done),
+            [b'p', lane, due @ ..] if due.len() == 8 => Ok(TaskState::Pending {
+                lane: *lane,
+                due_ms: super::keys::ordered_i64_from(due).expect("8 bytes"),
+            }),
+            _ => Err(backend("corrupt outbox task state")),
+        }
+    }
+}
+
 /// A user's action as kept in their change log.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
@@ -107,4 +153,27 @@ pub fn idempotency_time_key(at: i64, key: &str) -> Vec<u8> {
     let mut k = (at as u64).to_be_bytes().to_vec();
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_states_round_trip() {
+        for state in [
+            TaskState::Done,
+            TaskState::Pending {
+                lane: 2,
+                due_ms: -7,
+            },
+            TaskState::Pending {
+                lane: 0,
+                due_ms: 1_700_000_000_123,
+            },
+        ] {
+            assert_eq!(TaskState::decode(&state.encode()).unwrap(), state);
+        }
+        assert!(TaskState::decode(b"p\x01").is_err());
+    }
 }

@@ -11,18 +11,22 @@ use std::sync::{Arc, RwLock};
 
 use fjall::{Database, Keyspace, PersistMode};
 use herald_core::event::Feed;
-use herald_core::{EventBody, FeedEvent, Notification};
+use herald_core::{Device, EventBody, FeedEvent, Notification};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreOptions;
+use super::dead_letters::DeadLetters;
+use super::devices;
 use super::keys::{self, seq_suffix, user_key, user_prefix, user_seq};
 use super::lanes::Lanes;
+use super::outbox::{self, Outbox, OutboxChanges};
 use super::overlay::{Overlay, backend};
+use super::push_reports::{self, ReportDeltas};
 use super::records::*;
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::{
     Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId, Live,
-    PurgeReport, Result, StoreError,
+    PurgeReport, PushOutcome, PushTask, Result, StoreError,
 };
 
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -45,6 +49,12 @@ pub enum Op {
     Unsubscribe(String, Vec<String>, Reply<u64>),
     Checkpoint(JobId, String, Reply<()>),
     FinishJobs(Vec<JobId>, Reply<()>),
+    RegisterDevice(Box<Device>, Reply<()>),
+    RemoveDevice(String, String, Reply<bool>),
+    PruneDevice(String, Reply<bool>),
+    EnqueuePush(Vec<PushTask>, Reply<u64>),
+    /// Outcomes, and when they were reported (the time of any dead letter).
+    FinishPush(Vec<PushOutcome>, i64, Reply<()>),
     Purge(i64, Reply<PurgeReport>),
     Sync(Reply<()>),
 }
@@ -74,6 +84,8 @@ pub struct Writer {
     pub last_job_seq: u64,
     /// Committed user metadata. The writer is its only writer, so the cache is always current.
     pub meta_cache: HashMap<String, UserMeta>,
+    pub outbox: Arc<Outbox>,
+    pub dead_letters: DeadLetters,
 }
 
 /// What one batch builds up before it commits.
@@ -85,6 +97,9 @@ struct Batch<'a> {
     global: Option<GlobalState>,
     events: Vec<FeedEvent>,
     jobs: Vec<Job>,
+    outbox: OutboxChanges,
+    /// The batch's copy of the dead letter state, taken on first use.
+    dead_letters: Option<DeadLetters>,
     durable: bool,
 }
 
@@ -128,6 +143,8 @@ impl Writer {
             global: None,
             events: Vec::new(),
             jobs: Vec::new(),
+            outbox: OutboxChanges::default(),
+            dead_letters: None,
             durable: false,
         };
         let mut done: Vec<Completion> = Vec::with_capacity(ops.len());
@@ -152,6 +169,8 @@ impl Writer {
             global,
             events,
             jobs,
+            outbox,
+            dead_letters,
             durable,
         } = batch;
         if failure.is_none() {
@@ -167,6 +186,10 @@ impl Writer {
                 self.global = global;
             }
             self.lanes.push(jobs);
+            self.outbox.committed(outbox);
+            if let Some(dead_letters) = dead_letters {
+                self.dead_letters = dead_letters;
+            }
             if self.live_enabled.load(Ordering::Acquire) {
                 for event in events {
                     if self.live.blocking_send(Live::Event(event)).is_err() {
@@ -196,10 +219,16 @@ impl Writer {
         if overlay.is_empty() && !durable {
             return Ok(());
         }
-        let durability = durable.then_some(PersistMode::SyncData);
+        // Every batch reaches the OS before its callers hear back, so it survives the process
+        // being killed; only accepts (and `close`) wait for the disk.
+        let durability = if durable {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
         overlay
             .into_batch(self.db.batch())
-            .durability(durability)
+            .durability(Some(durability))
             .commit()
             .map_err(backend)
     }
@@ -236,6 +265,18 @@ impl Writer {
             }
             Op::Checkpoint(job, cursor, reply) => run!(reply, self.checkpoint(b, &job, cursor)),
             Op::FinishJobs(jobs, reply) => run!(reply, self.finish(b, &jobs)),
+            Op::RegisterDevice(device, reply) => run!(
+                reply,
+                devices::register(&mut b.overlay, &device, self.options.devices_per_user)
+            ),
+            Op::RemoveDevice(user, id, reply) => {
+                run!(reply, devices::remove(&mut b.overlay, &user, &id))
+            }
+            Op::PruneDevice(id, reply) => run!(reply, devices::prune(&mut b.overlay, &id)),
+            Op::EnqueuePush(tasks, reply) => run!(reply, self.enqueue_push(b, &tasks)),
+            Op::FinishPush(outcomes, at, reply) => {
+                run!(reply, self.finish_push(b, &outcomes, at))
+            }
             Op::Purge(now, reply) => run!(reply, self.purge(b, now)),
             Op::Sync(reply) => {
                 b.durable = true;
@@ -260,7 +301,13 @@ impl Writer {
             Op::MarkRead(_, _, r) | Op::Archive(_, _, r) => fail(r),
             Op::MarkAllRead(_, r) => fail(r),
             Op::Subscribe(_, _, r) | Op::Unsubscribe(_, _, r) => fail(r),
-            Op::Checkpoint(_, _, r) | Op::FinishJobs(_, r) | Op::Sync(r) => fail(r),
+            Op::Checkpoint(_, _, r)
+            | Op::FinishJobs(_, r)
+            | Op::RegisterDevice(_, r)
+            | Op::FinishPush(_, _, r)
+            | Op::Sync(r) => fail(r),
+            Op::RemoveDevice(_, _, r) | Op::PruneDevice(_, r) => fail(r),
+            Op::EnqueuePush(_, r) => fail(r),
             Op::Purge(_, r) => fail(r),
         }
     }
@@ -609,6 +656,30 @@ impl Writer {
         Ok(())
     }
 
+    fn enqueue_push(&self, b: &mut Batch<'_>, tasks: &[PushTask]) -> Result<u64> {
+        let mut reports = ReportDeltas::default();
+        let added = outbox::enqueue(&mut b.overlay, &mut b.outbox, &mut reports, tasks)?;
+        reports.apply(&mut b.overlay)?;
+        Ok(added)
+    }
+
+    fn finish_push(&self, b: &mut Batch<'_>, outcomes: &[PushOutcome], at: i64) -> Result<()> {
+        let mut reports = ReportDeltas::default();
+        let dead = b
+            .dead_letters
+            .get_or_insert_with(|| self.dead_letters.clone());
+        outbox::finish(
+            &mut b.overlay,
+            &mut b.outbox,
+            &mut reports,
+            dead,
+            outcomes,
+            at,
+        )?;
+        dead.trim(&mut b.overlay, self.options.dead_letters_max)?;
+        reports.apply(&mut b.overlay)
+    }
+
     fn purge(&self, b: &mut Batch<'_>, now: i64) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
         let cutoff = ulid::Ulid::from_parts(
@@ -624,6 +695,19 @@ impl Writer {
             b.overlay.delete(NOTIFICATIONS, key.to_vec());
             report.notifications += 1;
         }
+        // The outbox forgets finished sends of purged notifications, and their reports.
+        outbox::purge_done(
+            &mut b.overlay,
+            &self.keyspaces[PUSH_TASKS],
+            &cutoff,
+            MAX_PURGE_PER_PASS,
+        )?;
+        push_reports::purge(
+            &mut b.overlay,
+            &self.keyspaces[PUSH_REPORTS],
+            &cutoff,
+            MAX_PURGE_PER_PASS,
+        )?;
         let expire_before = (now - self.options.idempotency_ttl_ms).max(0) as u64;
         for guard in self.keyspaces[IDEMPOTENCY_BY_TIME]
             .iter()

@@ -1,6 +1,10 @@
 //! Key names. A user's keys share the hash tag `{u:ID}`, so they live on one Cluster shard and a
 //! script can change them atomically; the global feed shares `{g}`; the work queues, idempotency
-//! records and retention indexes share `{q}`, so an accept is one atomic script.
+//! records and retention indexes share `{q}`, so an accept is one atomic script. The push outbox,
+//! its done markers, the delivery reports and the dead letters share `{q}` too, so one script
+//! moves a batch of sends and counts them atomically, even on a Cluster (one slot, one shard).
+//! A device lives under its own key `dev:ID` (found by id whoever owns it) and is indexed in its
+//! owner's `{u:ID}:d`; those are two slots, so a device changing hands is not one atomic step.
 
 pub const EVENTS_CHANNEL: &str = "herald:events";
 pub const GROUP: &str = "herald";
@@ -34,6 +38,34 @@ pub const NOTIFICATION_TIMES: &str = "{q}:nt";
 /// Idempotency keys by first use, for expiry.
 pub const IDEMPOTENCY_TIMES: &str = "{q}:kt";
 pub const CHECKPOINTS: &str = "{q}:cp";
+/// A user's device ids, scored by registration time.
+pub fn user_devices(user: &str) -> String {
+    format!("{{u:{user}}}:d")
+}
+/// A device's JSON, by id.
+pub fn device(id: &str) -> String {
+    format!("dev:{id}")
+}
+/// Pending sends: `notification|target` → `lane:due_ms:task JSON`.
+pub const PUSH_TASKS: &str = "{q}:push:task";
+/// A lane's sends waiting to be handed out, scored by due time.
+pub fn push_due(lane: usize) -> String {
+    format!("{{q}}:push:due:{lane}")
+}
+/// A lane's sends handed out, scored by the end of their lease.
+pub fn push_leased(lane: usize) -> String {
+    format!("{{q}}:push:leased:{lane}")
+}
+/// The targets a notification's finished sends went to; expires with the notification.
+pub fn push_done(notification: &str) -> String {
+    format!("{{q}}:push:done:{notification}")
+}
+/// A notification's send counters, `channel:status` → count; expires with the notification.
+pub fn push_report(notification: &str) -> String {
+    format!("{{q}}:push:report:{notification}")
+}
+/// Dead letters as JSON, newest first, capped.
+pub const PUSH_DEAD: &str = "{q}:push:dead";
 pub fn topic(topic: &str) -> String {
     format!("{{t:{topic}}}")
 }

@@ -1,11 +1,14 @@
 //! The Redis engine: many Herald nodes share one Redis. Feed writes are Lua scripts on one hash
 //! slot each (see `scripts`), work queues are Redis Streams with a consumer group (one stream per
-//! priority lane), and live events travel over pub/sub to every node.
+//! priority lane), and live events travel over pub/sub to every node. The push outbox is one
+//! script per batch on the `{q}` slot (see `outbox`); devices are in `devices`.
 
 mod connection;
+mod devices;
 mod events;
 mod global;
 mod keys;
+mod outbox;
 mod scripts;
 
 use std::collections::HashMap;
@@ -17,11 +20,13 @@ use ::redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use herald_core::{Cursor, EventBody, Notification, Position, Recipients};
+use herald_core::{Cursor, Device, EventBody, Notification, Position, Recipients};
 use tokio::sync::mpsc;
 
 use self::connection::{Conn, Deployment};
+use self::devices::DeviceScripts;
 use self::global::GlobalCache;
+use self::outbox::OutboxScripts;
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::page::{Candidate, merge_page, replay_events};
 use crate::*;
@@ -61,6 +66,8 @@ pub struct RedisStore {
     redis: RedisOptions,
     global: Arc<GlobalCache>,
     scripts: Scripts,
+    device_scripts: DeviceScripts,
+    outbox_scripts: OutboxScripts,
     live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
     /// Own unfinished jobs from a previous run are read back before new ones.
@@ -151,6 +158,8 @@ impl RedisStore {
             redis: redis_options,
             global,
             scripts,
+            device_scripts: DeviceScripts::new(),
+            outbox_scripts: OutboxScripts::new(),
             live_rx: Mutex::new(Some(rx)),
             live_enabled,
             own_pending_done: AtomicBool::new(false),
@@ -852,6 +861,56 @@ impl Store for RedisStore {
             .zrangebylex_limit(keys::topic(topic), min, "+", 0, limit as isize)
             .await
             .map_err(backend)
+    }
+
+    async fn register_device(&self, device: Device) -> Result<()> {
+        self.register_user_device(&device).await
+    }
+
+    async fn devices(&self, user: &str) -> Result<Vec<Device>> {
+        self.devices_of_users(&[user.to_owned()]).await
+    }
+
+    async fn remove_device(&self, user: &str, id: &str) -> Result<bool> {
+        self.remove_user_device(user, id).await
+    }
+
+    async fn devices_of(&self, users: &[String]) -> Result<Vec<Device>> {
+        self.devices_of_users(users).await
+    }
+
+    async fn prune_device(&self, id: &str) -> Result<bool> {
+        self.prune_any_device(id).await
+    }
+
+    async fn enqueue_push(&self, tasks: &[PushTask]) -> Result<u64> {
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        self.enqueue_push_tasks(tasks).await
+    }
+
+    async fn next_push(&self, max: usize, now_ms: i64, lease: Duration) -> Result<Vec<PushTask>> {
+        self.next_push_tasks(max, now_ms, lease).await
+    }
+
+    async fn finish_push(&self, outcomes: &[PushOutcome]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.finish_push_tasks(outcomes).await
+    }
+
+    async fn push_depths(&self) -> Result<[u64; 3]> {
+        self.outbox_depths().await
+    }
+
+    async fn delivery_report(&self, notification: &str) -> Result<DeliveryReport> {
+        self.push_report(notification).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.newest_dead_letters(limit).await
     }
 
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {

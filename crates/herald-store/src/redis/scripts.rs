@@ -183,3 +183,168 @@ if math.floor(flags / 2) % 2 == 1 then body = '"k":"notification","read":false,"
 redis.call('PUBLISH', ARGV[5], '{"f":"g","s":' .. head .. ',"fl":' .. floor .. ',"fg":' .. flags .. ',' .. body .. '}')
 return head
 "#;
+
+/// KEYS: the user's devices. ARGV: registered at (ms), device id, most devices per user.
+/// Returns the ids dropped past the limit, least recently registered first.
+pub const REGISTER_DEVICE: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if excess <= 0 then return {} end
+local dropped = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+return dropped
+"#;
+
+/// KEYS: a device. ARGV: the user who must own it. Returns 1 when it was deleted.
+pub const DELETE_OWN_DEVICE: &str = r#"
+local stored = redis.call('GET', KEYS[1])
+if stored and cjson.decode(stored).user == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// Helpers of the outbox scripts. Lists go to variadic commands in chunks: Lua's `unpack` has a
+/// limit on how many values it can spread.
+const OUTBOX_PRELUDE: &str = r#"
+local CHUNK = 1000
+local function each_chunk(list, call)
+  for i = 1, #list, CHUNK do call(unpack(list, i, math.min(i + CHUNK - 1, #list))) end
+end
+local function hmget(key, fields)
+  local values = {}
+  each_chunk(fields, function(...)
+    local part = redis.call('HMGET', key, ...)
+    for j = 1, #part do values[#values + 1] = part[j] end
+  end)
+  return values
+end
+-- Adds `n` to a notification's counter `field` in `counts` (notification index -> field -> n).
+local function count(counts, ni, field, n)
+  local c = counts[ni] or {}
+  c[field] = (c[field] or 0) + n
+  counts[ni] = c
+end
+"#;
+
+/// KEYS: tasks, due lanes 0..2, then per notification its done set and report.
+/// ARGV: notification count N, their expiry times (Unix ms), then per task 7 values: notification
+/// index (1-based), member (`notification|target`), target, lane, due ms, channel, task JSON.
+/// Queues the tasks neither pending nor done; returns how many.
+pub fn enqueue_push() -> String {
+    format!(
+        "{OUTBOX_PRELUDE}{}",
+        r#"
+local n = tonumber(ARGV[1])
+local counts, added = {}, 0
+for i = n + 2, #ARGV, 7 do
+  local ni, member, target = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  local lane, due = ARGV[i + 3], ARGV[i + 4]
+  if redis.call('SISMEMBER', KEYS[3 + 2 * ni], target) == 0
+    and redis.call('HSETNX', KEYS[1], member, lane .. ':' .. due .. ':' .. ARGV[i + 6]) == 1 then
+    redis.call('ZADD', KEYS[2 + tonumber(lane)], due, member)
+    count(counts, ni, ARGV[i + 5] .. ':queued', 1)
+    added = added + 1
+  end
+end
+for ni, c in pairs(counts) do
+  local report = KEYS[4 + 2 * ni]
+  for field, k in pairs(c) do redis.call('HINCRBY', report, field, k) end
+  redis.call('PEXPIREAT', report, ARGV[1 + ni])
+end
+return added
+"#
+    )
+}
+
+/// KEYS: tasks, due lanes 0..2, leased lanes 0..2. ARGV: now ms, lease end ms, most tasks.
+/// Returns the stored values (`lane:due:JSON`) of the tasks handed out, highest lane first.
+pub fn next_push() -> String {
+    format!(
+        "{OUTBOX_PRELUDE}{}",
+        r#"
+local now, lease_end, max = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- Leases that ran out are due again: the sends of a node that died are taken over.
+for lane = 0, 2 do
+  local due, leased = KEYS[2 + lane], KEYS[5 + lane]
+  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 10000)
+  if #expired > 0 then
+    local stored = hmget(KEYS[1], expired)
+    for i, member in ipairs(expired) do
+      if stored[i] then redis.call('ZADD', due, string.match(stored[i], '^%d:(%-?%d+):'), member) end
+    end
+    each_chunk(expired, function(...) redis.call('ZREM', leased, ...) end)
+  end
+end
+local out = {}
+for lane = 0, 2 do
+  if #out >= max then break end
+  local due, leased = KEYS[2 + lane], KEYS[5 + lane]
+  local members = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max - #out)
+  if #members > 0 then
+    local stored = hmget(KEYS[1], members)
+    local leases = {}
+    for i, member in ipairs(members) do
+      if stored[i] then
+        out[#out + 1] = stored[i]
+        leases[#leases + 1] = lease_end
+        leases[#leases + 1] = member
+      end
+    end
+    each_chunk(members, function(...) redis.call('ZREM', due, ...) end)
+    if #leases > 0 then each_chunk(leases, function(...) redis.call('ZADD', leased, ...) end) end
+  end
+end
+return out
+"#
+    )
+}
+
+/// KEYS: tasks, due lanes 0..2, leased lanes 0..2, dead letters, then per notification its done
+/// set and report. ARGV: most dead letters, notification count N, their expiry times (Unix ms),
+/// then per outcome 7 values: notification index (1-based), member, target, channel, then
+/// `retry`, its due ms and the retried task's JSON, or the status, the dead letter JSON ('' unless
+/// failed) and ''. Outcomes of tasks no longer pending change nothing.
+pub fn finish_push() -> String {
+    format!(
+        "{OUTBOX_PRELUDE}{}",
+        r#"
+local dead_max, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local counts, dead = {}, 0
+for i = n + 3, #ARGV, 7 do
+  local ni, member = tonumber(ARGV[i]), ARGV[i + 1]
+  local stored = redis.call('HGET', KEYS[1], member)
+  if stored then
+    local lane = tonumber(string.sub(stored, 1, 1))
+    local due = KEYS[2 + lane]
+    redis.call('ZREM', KEYS[5 + lane], member)
+    if ARGV[i + 4] == 'retry' then
+      redis.call('ZADD', due, ARGV[i + 5], member)
+      redis.call('HSET', KEYS[1], member, lane .. ':' .. ARGV[i + 5] .. ':' .. ARGV[i + 6])
+    else
+      -- A lease that ran out may have put it back among the due ones.
+      redis.call('ZREM', due, member)
+      redis.call('HDEL', KEYS[1], member)
+      redis.call('SADD', KEYS[7 + 2 * ni], ARGV[i + 2])
+      count(counts, ni, ARGV[i + 3] .. ':' .. ARGV[i + 4], 1)
+      if ARGV[i + 5] ~= '' then
+        redis.call('LPUSH', KEYS[8], ARGV[i + 5])
+        dead = dead + 1
+      end
+    end
+  end
+end
+for ni, c in pairs(counts) do
+  local done, report, expiry = KEYS[7 + 2 * ni], KEYS[8 + 2 * ni], ARGV[2 + ni]
+  redis.call('PEXPIREAT', done, expiry)
+  for field, k in pairs(c) do redis.call('HINCRBY', report, field, k) end
+  redis.call('PEXPIREAT', report, expiry)
+end
+if dead > 0 then
+  if dead_max > 0 then redis.call('LTRIM', KEYS[8], 0, dead_max - 1) else redis.call('DEL', KEYS[8]) end
+end
+return dead
+"#
+    )
+}

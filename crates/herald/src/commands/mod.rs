@@ -3,6 +3,7 @@ pub mod http;
 pub mod send;
 pub mod serve;
 pub mod token;
+pub mod vapid_keys;
 
 use herald_server::config::Config;
 

@@ -18,6 +18,10 @@ pub struct Args {
     /// Use Redis as the store, e.g. redis://127.0.0.1:6379 [env: HERALD_REDIS_URL]
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Run the whole pipeline but deliver no push: FCM validates only, APNs, Web Push and
+    /// webhooks are not called [env: HERALD_PUSH__DRY_RUN]
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -27,6 +31,9 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     if args.redis.is_some() {
         config.redis_url = args.redis;
+    }
+    if args.dry_run {
+        config.push.dry_run = true;
     }
     init_logging(&config);
     let secrets = Secrets::load_or_generate(&config).map_err(|e| e.to_string())?;

@@ -18,6 +18,13 @@ pub fn herald_bin() -> &'static str {
     env!("CARGO_BIN_EXE_herald")
 }
 
+/// A reqwest client builder. The workspace builds reqwest on rustls without a default crypto
+/// provider (Herald picks ring itself), so a plain client needs the provider installed first.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -31,6 +38,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     pub http: reqwest::Client,
 }
 
@@ -42,6 +50,11 @@ impl Server {
 
     /// A server with extra `HERALD_*` environment settings.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(env, &[]).await
+    }
+
+    /// A server with extra `HERALD_*` settings and extra `herald serve` arguments.
+    pub async fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut all = vec![
             ("HERALD_API_KEY".to_owned(), API_KEY.to_owned()),
@@ -53,7 +66,8 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
             env: all,
-            http: reqwest::Client::builder()
+            args: args.iter().map(|a| a.to_string()).collect(),
+            http: http_client()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
@@ -75,6 +89,7 @@ impl Server {
         let child = Command::new(herald_bin())
             .args(["serve", "--listen", &self.addr.to_string(), "--data"])
             .arg(self.data_dir())
+            .args(&self.args)
             .env(
                 "HERALD_LOG",
                 std::env::var("HERALD_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -270,7 +285,7 @@ pub async fn wait_healthy(addr: SocketAddr) {
 }
 
 pub async fn healthy_within(addr: SocketAddr, within: Duration) -> bool {
-    let client = reqwest::Client::new();
+    let client = http_client().build().unwrap();
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await

@@ -43,7 +43,7 @@ impl SseClient {
         bearer: Option<&str>,
         last_event_id: Option<&str>,
     ) -> reqwest::Response {
-        let client = reqwest::Client::new();
+        let client = super::http_client().build().unwrap();
         let mut request = client.get(url).header("accept", "text/event-stream");
         if let Some(token) = bearer {
             request = request.bearer_auth(token);

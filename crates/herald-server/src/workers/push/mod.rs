@@ -1,0 +1,8 @@
+//! Push delivery: the outbox is filled by the fan-out ([`enqueue`]) and drained by the
+//! [`sender`] through the configured [`providers`].
+
+pub mod enqueue;
+pub mod providers;
+pub mod sender;
+
+pub use providers::Providers;

@@ -1,0 +1,98 @@
+//! Devices in the embedded engine: `devices` holds each device by id (so a device is found
+//! whoever owns it), `user_devices` indexes them per user as `user \0 registered_at id`, oldest
+//! first. Writes run on the writer thread, so a move between users is one atomic batch.
+
+use std::collections::HashSet;
+
+use fjall::{Database, Keyspace, Readable};
+use herald_core::Device;
+
+use super::keys::{self, user_prefix};
+use super::overlay::{Overlay, backend};
+use super::records::*;
+use crate::Result;
+
+/// Stores `device` for its user, taking it from any previous owner, then drops that user's
+/// least recently registered devices beyond `per_user`.
+pub fn register(overlay: &mut Overlay<'_>, device: &Device, per_user: usize) -> Result<()> {
+    if let Some(previous) = stored(overlay, &device.id)? {
+        unindex(overlay, &previous);
+    }
+    overlay.put(DEVICES, device.id.as_bytes().to_vec(), to_json(device));
+    overlay.put(
+        USER_DEVICES,
+        keys::user_device(&device.user, device.registered_at, &device.id),
+        Vec::new(),
+    );
+    let prefix = user_prefix(&device.user);
+    let owned = overlay.scan_prefix(USER_DEVICES, &prefix, usize::MAX)?;
+    let excess = owned.len().saturating_sub(per_user);
+    for (key, _) in owned.into_iter().take(excess) {
+        let id = key[prefix.len() + 8..].to_vec();
+        overlay.delete(USER_DEVICES, key);
+        overlay.delete(DEVICES, id);
+    }
+    Ok(())
+}
+
+/// Removes the device if `user` owns it.
+pub fn remove(overlay: &mut Overlay<'_>, user: &str, id: &str) -> Result<bool> {
+    match stored(overlay, id)? {
+        Some(device) if device.user == user => {
+            delete(overlay, &device);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Removes the device whoever owns it.
+pub fn prune(overlay: &mut Overlay<'_>, id: &str) -> Result<bool> {
+    match stored(overlay, id)? {
+        Some(device) => {
+            delete(overlay, &device);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// The devices of `users`, each user's most recently registered first, from one snapshot.
+pub fn of_users(db: &Database, keyspaces: &[Keyspace], users: &[String]) -> Result<Vec<Device>> {
+    let snap = db.snapshot();
+    let mut devices = Vec::new();
+    let mut seen = HashSet::new();
+    for user in users {
+        if !seen.insert(user.as_str()) {
+            continue;
+        }
+        let prefix = user_prefix(user);
+        for guard in snap.prefix(&keyspaces[USER_DEVICES], &prefix).rev() {
+            let key = guard.key().map_err(backend)?;
+            let id = &key[prefix.len() + 8..];
+            if let Some(raw) = snap.get(&keyspaces[DEVICES], id).map_err(backend)? {
+                devices.push(from_json(&raw)?);
+            }
+        }
+    }
+    Ok(devices)
+}
+
+fn stored(overlay: &Overlay<'_>, id: &str) -> Result<Option<Device>> {
+    overlay
+        .get(DEVICES, id.as_bytes())?
+        .map(|raw| from_json(&raw))
+        .transpose()
+}
+
+fn unindex(overlay: &mut Overlay<'_>, device: &Device) {
+    overlay.delete(
+        USER_DEVICES,
+        keys::user_device(&device.user, device.registered_at, &device.id),
+    );
+}
+
+fn delete(overlay: &mut Overlay<'_>, device: &Device) {
+    unindex(overlay, device);
+    overlay.delete(DEVICES, device.id.as_bytes().to_vec());
+}
