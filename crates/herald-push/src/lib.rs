@@ -7,6 +7,7 @@
 pub mod apns;
 pub mod config;
 pub mod fcm;
+pub mod h2;
 pub mod http;
 pub mod message;
 pub mod provider;

@@ -1,6 +1,7 @@
 //! What a push says, taken from a notification once and shared by every send of it.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use herald_core::{Notification, Priority};
 use serde_json::{Map, Value};
@@ -16,6 +17,8 @@ pub struct PushMessage {
     /// Unix milliseconds after which it must not be delivered.
     pub expires_at_ms: Option<i64>,
     pub collapse_key: Option<String>,
+    /// [`string_data`](Self::string_data), made on first use and shared by every send.
+    pub string_data_cache: OnceLock<BTreeMap<String, String>>,
 }
 
 impl PushMessage {
@@ -31,6 +34,7 @@ impl PushMessage {
                 .ttl_seconds
                 .map(|ttl| n.created_at + i64::from(ttl) * 1000),
             collapse_key: n.collapse_key.clone(),
+            string_data_cache: OnceLock::new(),
         }
     }
 
@@ -46,7 +50,12 @@ impl PushMessage {
 
     /// The data as string values, as FCM requires: strings stay as they are, anything else is
     /// its JSON text. Herald adds `herald_id` (and `category`) so apps can mark the inbox entry.
-    pub fn string_data(&self) -> BTreeMap<String, String> {
+    pub fn string_data(&self) -> &BTreeMap<String, String> {
+        self.string_data_cache
+            .get_or_init(|| self.make_string_data())
+    }
+
+    fn make_string_data(&self) -> BTreeMap<String, String> {
         let mut out: BTreeMap<String, String> = self
             .data
             .iter()

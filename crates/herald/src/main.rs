@@ -41,6 +41,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Generate a VAPID key pair for Web Push.
     VapidKeys(commands::vapid_keys::Args),
+    /// Run a fake FCM, APNs, Web Push or webhook receiver (real protocol, TLS, HTTP/2) for staging.
+    FakeProvider(commands::fake_provider::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::send::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::VapidKeys(args) => commands::vapid_keys::run(args),
+        Command::FakeProvider(args) => commands::fake_provider::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

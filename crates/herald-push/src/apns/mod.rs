@@ -5,20 +5,22 @@ mod payload;
 mod token;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use herald_core::{Device, Platform, Priority};
+use http_body_util::Full;
 use serde::Deserialize;
 
 pub use self::token::ProviderToken;
 use crate::config::ApnsConfig;
-use crate::http::{ClientPool, HttpOptions};
+use crate::h2::H2Client;
+use crate::http::HttpOptions;
 use crate::message::PushMessage;
-use crate::provider::{Provider, SendResult, retry_after, transport_error};
+use crate::provider::{Provider, SendResult, retry_after};
 
 pub struct Apns {
-    endpoint: String,
     topic: String,
     token: ProviderToken,
-    http: ClientPool,
+    h2: H2Client,
 }
 
 #[derive(Deserialize, Default)]
@@ -34,10 +36,9 @@ impl Apns {
         // Apple speaks HTTP/2 only.
         http.http2_only = true;
         Ok(Self {
-            endpoint: config.endpoint.trim_end_matches('/').to_owned(),
             topic: config.topic.clone(),
             token: ProviderToken::new(&pem, &config.key_id, &config.team_id)?,
-            http: ClientPool::new(&http).map_err(|e| e.to_string())?,
+            h2: H2Client::new(&config.endpoint, &http).map_err(|e| e.to_string())?,
         })
     }
 }
@@ -57,10 +58,15 @@ impl Provider for Apns {
             Ok(bearer) => bearer,
             Err(reason) => return SendResult::Fail { reason },
         };
-        let mut request = self
-            .http
-            .client()
-            .post(format!("{}/3/device/{}", self.endpoint, device.address))
+        let uri = match self.h2.uri(&format!("/3/device/{}", device.address)) {
+            Ok(uri) => uri,
+            Err(reason) => {
+                return SendResult::Prune {
+                    reason: format!("bad device token: {reason}"),
+                };
+            }
+        };
+        let mut request = http::Request::post(uri)
             .header(http::header::AUTHORIZATION, &*bearer)
             .header("apns-topic", device.app.as_deref().unwrap_or(&self.topic))
             .header("apns-push-type", "alert")
@@ -71,26 +77,36 @@ impl Provider for Apns {
                 } else {
                     "10"
                 },
-            )
-            .body(payload::payload(message));
+            );
         if let Some(at) = message.expires_at_ms {
             request = request.header("apns-expiration", (at / 1000).to_string());
         }
         if let Some(key) = &message.collapse_key {
             request = request.header("apns-collapse-id", key.as_str());
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return transport_error(&e),
+        let request = match request.body(Full::new(Bytes::from(payload::payload(message)))) {
+            Ok(request) => request,
+            Err(e) => {
+                return SendResult::Fail {
+                    reason: format!("APNs request: {e}"),
+                };
+            }
         };
-        let status = response.status();
+        let response = match self.h2.send(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                return SendResult::Retry {
+                    reason: format!("transport: {e}"),
+                    after: None,
+                };
+            }
+        };
+        let status = response.status;
         if status.is_success() {
             return SendResult::Sent;
         }
-        let after = retry_after(response.headers());
-        let reason = response
-            .json::<ErrorBody>()
-            .await
+        let after = retry_after(&response.headers);
+        let reason = serde_json::from_slice::<ErrorBody>(&response.body)
             .unwrap_or_default()
             .reason;
         let text = format!("APNs {}: {reason}", status.as_u16());

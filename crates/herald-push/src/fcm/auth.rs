@@ -51,8 +51,10 @@ struct TokenResponse {
 }
 
 #[derive(Clone)]
-struct AccessToken {
-    value: Arc<str>,
+pub struct AccessToken {
+    pub value: Arc<str>,
+    /// `Bearer <value>`, made once: every send carries it.
+    pub header: http::HeaderValue,
     refresh_at: Instant,
 }
 
@@ -83,7 +85,7 @@ impl TokenSource {
     }
 
     /// A token that is good for a while yet.
-    pub async fn token(&self) -> Result<Arc<str>, String> {
+    pub async fn token(&self) -> Result<AccessToken, String> {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
@@ -92,9 +94,8 @@ impl TokenSource {
             return Ok(token);
         }
         let token = self.fetch().await?;
-        let value = token.value.clone();
-        *self.current.write().expect("token lock") = Some(token);
-        Ok(value)
+        *self.current.write().expect("token lock") = Some(token.clone());
+        Ok(token)
     }
 
     /// Forgets `rejected` after FCM answered 401 to it, so the next call fetches a new one.
@@ -105,12 +106,12 @@ impl TokenSource {
         }
     }
 
-    fn fresh(&self) -> Option<Arc<str>> {
+    fn fresh(&self) -> Option<AccessToken> {
         let current = self.current.read().expect("token lock");
         current
             .as_ref()
             .filter(|t| Instant::now() < t.refresh_at)
-            .map(|t| t.value.clone())
+            .cloned()
     }
 
     async fn fetch(&self) -> Result<AccessToken, String> {
@@ -160,7 +161,10 @@ impl TokenSource {
             .map_err(|e| format!("OAuth token response: {e}"))?;
         let lifetime = Duration::from_secs(token.expires_in);
         tracing::debug!(expires_in = token.expires_in, "FCM access token refreshed");
+        let header = http::HeaderValue::try_from(format!("Bearer {}", token.access_token))
+            .map_err(|_| "the OAuth access token is not a valid header value".to_owned())?;
         Ok(AccessToken {
+            header,
             value: token.access_token.into(),
             refresh_at: started + lifetime.saturating_sub(REFRESH_MARGIN).max(lifetime / 2),
         })

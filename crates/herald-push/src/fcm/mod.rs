@@ -5,20 +5,23 @@ mod auth;
 mod payload;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use herald_core::{Device, Platform};
-use reqwest::StatusCode;
+use http::StatusCode;
+use http_body_util::Full;
 
-pub use self::auth::{FCM_SCOPE, ServiceAccount, TokenSource};
+pub use self::auth::{AccessToken, FCM_SCOPE, ServiceAccount, TokenSource};
 use self::payload::ErrorBody;
 use crate::config::FcmConfig;
+use crate::h2::{H2Client, H2Response};
 use crate::http::{ClientPool, HttpOptions};
 use crate::message::PushMessage;
-use crate::provider::{Provider, SendResult, retry_after, transport_error};
+use crate::provider::{Provider, SendResult, retry_after};
 
 pub struct Fcm {
-    send_url: String,
+    send_uri: http::Uri,
     tokens: TokenSource,
-    http: ClientPool,
+    h2: H2Client,
 }
 
 impl Fcm {
@@ -44,20 +47,25 @@ impl Fcm {
         endpoint: &str,
         http: HttpOptions,
     ) -> Result<Self, String> {
-        let http = ClientPool::new(&http).map_err(|e| e.to_string())?;
-        let send_url = format!(
-            "{}/v1/projects/{}/messages:send",
-            endpoint.trim_end_matches('/'),
+        let h2 = H2Client::new(endpoint, &http).map_err(|e| e.to_string())?;
+        let send_uri = h2.uri(&format!(
+            "/v1/projects/{}/messages:send",
             account.project_id
-        );
+        ))?;
+        // Token requests are rare: one ordinary client connection is plenty.
+        let token_http = ClientPool::new(&HttpOptions {
+            connections: 1,
+            ..http
+        })
+        .map_err(|e| e.to_string())?;
         Ok(Self {
-            send_url,
-            tokens: TokenSource::new(account, http.clone())?,
-            http,
+            send_uri,
+            tokens: TokenSource::new(account, token_http)?,
+            h2,
         })
     }
 
-    async fn post(&self, body: &[u8]) -> Result<(String, reqwest::Response), SendResult> {
+    async fn post(&self, body: &Bytes) -> Result<(AccessToken, H2Response), SendResult> {
         let token = self
             .tokens
             .token()
@@ -66,18 +74,30 @@ impl Fcm {
                 reason,
                 after: None,
             })?;
-        let response = self
-            .http
-            .client()
-            .post(&self.send_url)
-            .bearer_auth(&*token)
+        let request = http::Request::post(self.send_uri.clone())
+            .header(http::header::AUTHORIZATION, token.header.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        Ok((token.to_string(), response))
+            .body(Full::new(body.clone()))
+            .map_err(|e| SendResult::Fail {
+                reason: format!("FCM request: {e}"),
+            })?;
+        let response = self.h2.send(request).await.map_err(|e| SendResult::Retry {
+            reason: format!("transport: {e}"),
+            after: None,
+        })?;
+        Ok((token, response))
     }
+}
+
+/// The `messages:send` body Herald sends for `message` to `token` (benchmarks replay it).
+pub fn message_body(
+    message: &PushMessage,
+    token: &str,
+    validate_only: bool,
+    now_ms: i64,
+) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(&payload::request(message, token, validate_only, now_ms))
+        .map_err(|e| format!("FCM message: {e}"))
 }
 
 #[async_trait]
@@ -88,41 +108,38 @@ impl Provider for Fcm {
 
     async fn send(&self, message: &PushMessage, device: &Device, dry_run: bool) -> SendResult {
         let now = herald_core::time::now_ms();
-        let request = payload::request(message, &device.address, dry_run, now);
-        let body = match serde_json::to_vec(&request) {
-            Ok(body) => body,
-            Err(e) => {
-                return SendResult::Fail {
-                    reason: format!("FCM message: {e}"),
-                };
-            }
+        let body = match message_body(message, &device.address, dry_run, now) {
+            Ok(body) => Bytes::from(body),
+            Err(reason) => return SendResult::Fail { reason },
         };
         let (mut token, mut response) = match self.post(&body).await {
             Ok(sent) => sent,
             Err(result) => return result,
         };
-        if response.status() == StatusCode::UNAUTHORIZED {
+        if response.status == StatusCode::UNAUTHORIZED {
             // The access token was revoked or expired early: fetch a new one, once.
-            self.tokens.invalidate(&token);
+            self.tokens.invalidate(&token.value);
             (token, response) = match self.post(&body).await {
                 Ok(sent) => sent,
                 Err(result) => return result,
             };
-            if response.status() == StatusCode::UNAUTHORIZED {
-                self.tokens.invalidate(&token);
+            if response.status == StatusCode::UNAUTHORIZED {
+                self.tokens.invalidate(&token.value);
             }
         }
-        let status = response.status();
-        if status.is_success() {
+        if response.status.is_success() {
             return if dry_run {
                 SendResult::DryRun
             } else {
                 SendResult::Sent
             };
         }
-        let after = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        classify(status, after, &text)
+        let after = retry_after(&response.headers);
+        classify(
+            response.status,
+            after,
+            &String::from_utf8_lossy(&response.body),
+        )
     }
 }
 

@@ -18,7 +18,7 @@ pub struct SendRequest<'a> {
 pub struct Message<'a> {
     pub token: &'a str,
     pub notification: Notification<'a>,
-    pub data: BTreeMap<String, String>,
+    pub data: &'a BTreeMap<String, String>,
     pub android: Android<'a>,
     pub apns: Apns,
 }

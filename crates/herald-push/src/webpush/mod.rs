@@ -360,6 +360,7 @@ mod tests {
             priority: Priority::High,
             expires_at_ms: None,
             collapse_key: None,
+            string_data_cache: Default::default(),
         }
     }
 

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod fake_provider;
 pub mod http;
 pub mod send;
 pub mod serve;

@@ -8,6 +8,7 @@ mod broadcast;
 mod clients;
 mod fanout;
 mod publish;
+mod push;
 mod server;
 mod sse_latency;
 mod sse_memory;
@@ -36,6 +37,8 @@ enum Bench {
     SseMemory(sse_memory::Args),
     /// Inbox fan-out to N users on Redis, next to redis-benchmark ZADD, and Redis memory per entry.
     Fanout(fanout::Args),
+    /// Sends per second to the fake FCM over HTTP/2, next to h2load against the same fake.
+    Push(push::Args),
 }
 
 /// Where the human-readable lines go: stdout, or stderr when stdout carries JSON.
@@ -69,7 +72,7 @@ pub fn run(args: Args) -> Result<(), String> {
         Bench::SseLatency(a) => a.clients + a.publishers,
         Bench::Broadcast(a) => a.clients,
         Bench::SseMemory(a) => a.clients + 1,
-        Bench::Fanout(_) => 0,
+        Bench::Fanout(_) | Bench::Push(_) => 0,
     } as libc::rlim_t
         + 64;
     if needed > limit {
@@ -89,6 +92,7 @@ pub fn run(args: Args) -> Result<(), String> {
             Bench::Broadcast(a) => broadcast::run(a, out).await,
             Bench::SseMemory(a) => sse_memory::run(a, out).await,
             Bench::Fanout(a) => fanout::run(a, out).await,
+            Bench::Push(a) => push::run(a, out).await,
         }
     });
     // Client tasks still parked on their sockets are dropped with the runtime.
