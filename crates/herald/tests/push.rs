@@ -101,6 +101,10 @@ async fn register(server: &Server, user: &str, device: Value) -> Value {
     body
 }
 
+async fn register_token(server: &Server, user: &str, platform: &str, token: &str) -> Value {
+    register(server, user, json!({"platform": platform, "token": token})).await
+}
+
 /// Polls the notification's delivery report until `check` holds (or fails after 15 s).
 async fn report_until(
     server: &Server,
@@ -181,12 +185,7 @@ async fn fcm_send_report_and_the_device_api() {
     let id = mine["devices"][0]["id"].as_str().unwrap().to_owned();
     let (_, admin) = server.get_as("/v1/users/alice/devices", API_KEY).await;
     assert_eq!(admin, mine);
-    let moved = register(
-        &server,
-        "bob",
-        json!({"platform": "fcm", "token": "fcm-alice-1"}),
-    )
-    .await;
+    let moved = register_token(&server, "bob", "fcm", "fcm-alice-1").await;
     assert_eq!(
         moved["id"],
         id.as_str(),
@@ -240,18 +239,8 @@ async fn fcm_on_redis_works_the_same() {
 async fn fcm_retries_prunes_and_refreshes_its_token() {
     let fakes = Fakes::start().await;
     let server = fakes.herald(&[], "").await;
-    register(
-        &server,
-        "carol",
-        json!({"platform": "fcm", "token": "fcm-carol"}),
-    )
-    .await;
-    register(
-        &server,
-        "dave",
-        json!({"platform": "fcm", "token": "fcm-dave-dead"}),
-    )
-    .await;
+    register_token(&server, "carol", "fcm", "fcm-carol").await;
+    register_token(&server, "dave", "fcm", "fcm-dave-dead").await;
     fakes.fcm.behaviour().mark_dead("fcm-dave-dead");
     // Two answers of 503 with Retry-After: 0, then success.
     fakes
@@ -320,19 +309,11 @@ async fn fcm_retries_prunes_and_refreshes_its_token() {
 async fn apns_sends_with_headers_and_prunes_dead_tokens() {
     let fakes = Fakes::start().await;
     let server = fakes.herald(&[], "").await;
-    register(
-        &server,
-        "erin",
-        json!({"platform": "apns", "token": "a1b2c3d4"}),
-    )
-    .await;
-    register(
-        &server,
-        "erin",
-        json!({"platform": "apns", "token": "dead0001"}),
-    )
-    .await;
+    register_token(&server, "erin", "apns", "a1b2c3d4").await;
+    register_token(&server, "erin", "apns", "dead0001").await;
     fakes.apns.behaviour().mark_dead("dead0001");
+    // One 503 first: the send is retried.
+    fakes.apns.behaviour().fail_next(1, Failure::status(503));
     let id = server
         .publish_ok(json!({
             "to": {"users": ["erin"]}, "title": "Hi", "body": "there", "category": "chat",
@@ -381,6 +362,11 @@ async fn web_push_payload_is_decryptable_by_the_subscriber() {
     device["platform"] = json!("webpush");
     register(&server, "frank", device).await;
     fakes.webpush.expire(&gone.id);
+    // One 429 first: the send is retried.
+    fakes
+        .webpush
+        .behaviour()
+        .fail_next(1, Failure::status(429).retry_after(0));
     let id = server
         .publish_ok(json!({
             "to": {"users": ["frank"]}, "title": "Encrypted", "body": "only frank reads this",
@@ -402,6 +388,7 @@ async fn web_push_payload_is_decryptable_by_the_subscriber() {
     assert_eq!(message.urgency.as_deref(), Some("high"));
     assert_eq!(message.topic.as_deref(), Some("news"));
     assert_eq!(message.vapid_subject, "mailto:push-test@example.com");
+    assert_eq!(fakes.webpush.stats().common.rejected.get(&429), Some(&1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,18 +422,8 @@ async fn webhooks_are_signed_and_retried() {
 async fn dry_run_validates_with_fcm_and_calls_nobody_else() {
     let fakes = Fakes::start().await;
     let server = fakes.herald(&[], "").await;
-    register(
-        &server,
-        "gina",
-        json!({"platform": "fcm", "token": "fcm-gina"}),
-    )
-    .await;
-    register(
-        &server,
-        "gina",
-        json!({"platform": "apns", "token": "abcdef01"}),
-    )
-    .await;
+    register_token(&server, "gina", "fcm", "fcm-gina").await;
+    register_token(&server, "gina", "apns", "abcdef01").await;
     let id = server
         .publish_ok(json!({"to": {"users": ["gina"]}, "title": "rehearsal", "dry_run": true}))
         .await;
@@ -474,12 +451,7 @@ async fn dry_run_validates_with_fcm_and_calls_nobody_else() {
     drop(server);
     let config = fakes.config("");
     let server = Server::start_with_args(&[], &["--config", &config, "--dry-run"]).await;
-    register(
-        &server,
-        "gina",
-        json!({"platform": "apns", "token": "abcdef01"}),
-    )
-    .await;
+    register_token(&server, "gina", "apns", "abcdef01").await;
     let id = server
         .publish_ok(json!({"to": {"users": ["gina"]}, "title": "t", "channels": ["push"]}))
         .await;
