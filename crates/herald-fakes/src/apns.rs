@@ -23,6 +23,7 @@ use self::request::{check_device_token, parse_headers, parse_payload, request_ap
 use crate::behaviour::{Behaviour, BehaviourSummary};
 use crate::clock::unix_millis;
 use crate::control::{self, Steerable};
+use crate::handle::FakeHandle;
 use crate::keys::{TEST_P256_PRIVATE_KEY_PEM, TEST_P256_PUBLIC_KEY_PEM};
 use crate::record::{CommonStats, Received};
 use crate::reply;
@@ -142,26 +143,8 @@ impl FakeApns {
         TEST_P256_PRIVATE_KEY_PEM
     }
 
-    /// `https://127.0.0.1:PORT`: the APNs base URL to configure in a client.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
     pub fn config(&self) -> &ApnsConfig {
         &self.state.config
-    }
-
-    pub fn behaviour(&self) -> &Behaviour {
-        &self.state.behaviour
-    }
-
-    /// The accepted notifications, oldest first (empty while recording is off).
-    pub fn received(&self) -> Vec<ApnsNotification> {
-        self.state.received.records()
     }
 
     /// Distinct provider tokens accepted so far, oldest first.
@@ -172,20 +155,13 @@ impl FakeApns {
     pub fn stats(&self) -> ApnsStats {
         self.state.stats()
     }
+}
 
-    /// Waits until `count` notifications were accepted in all; false on timeout.
-    pub async fn wait_for(&self, count: u64, timeout: Duration) -> bool {
-        self.state.received.wait_for(count, timeout).await
-    }
+impl FakeHandle for FakeApns {
+    type Record = ApnsNotification;
 
-    /// Keeping copies of accepted notifications is on by default; off for benchmarks.
-    pub fn set_recording(&self, on: bool) {
-        self.state.received.set_recording(on);
-    }
-
-    /// Drops the copies of accepted notifications (counters stay).
-    pub fn clear_received(&self) {
-        self.state.received.clear();
+    fn parts(&self) -> (&FakeServer, &Behaviour, &Received<ApnsNotification>) {
+        (&self.server, &self.state.behaviour, &self.state.received)
     }
 }
 

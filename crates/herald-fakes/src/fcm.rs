@@ -22,6 +22,7 @@ use self::oauth::{AccessTokens, TokenEndpoint};
 use crate::behaviour::{Behaviour, BehaviourSummary};
 use crate::clock::unix_millis;
 use crate::control::{self, Steerable};
+use crate::handle::FakeHandle;
 use crate::keys::{TEST_RSA_PRIVATE_KEY_PEM, TEST_RSA_PUBLIC_KEY_PEM};
 use crate::record::{CommonStats, Received};
 use crate::reply;
@@ -152,15 +153,6 @@ impl FakeFcm {
         Ok(Self { server, state })
     }
 
-    /// `https://127.0.0.1:PORT`: the FCM API base URL to configure in a client.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
     /// The OAuth token URL (the service account's `token_uri`).
     pub fn token_url(&self) -> String {
         self.state.token_uri.clone()
@@ -187,32 +179,16 @@ impl FakeFcm {
         self.state.token_endpoint.tokens().revoke_all();
     }
 
-    pub fn behaviour(&self) -> &Behaviour {
-        &self.state.behaviour
-    }
-
-    /// The accepted messages, oldest first (empty while recording is off).
-    pub fn received(&self) -> Vec<FcmMessage> {
-        self.state.received.records()
-    }
-
     pub fn stats(&self) -> FcmStats {
         self.state.stats()
     }
+}
 
-    /// Waits until `count` messages were accepted in all; false on timeout.
-    pub async fn wait_for(&self, count: u64, timeout: Duration) -> bool {
-        self.state.received.wait_for(count, timeout).await
-    }
+impl FakeHandle for FakeFcm {
+    type Record = FcmMessage;
 
-    /// Keeping copies of accepted messages is on by default; turn it off for benchmarks.
-    pub fn set_recording(&self, on: bool) {
-        self.state.received.set_recording(on);
-    }
-
-    /// Drops the copies of accepted messages (counters stay).
-    pub fn clear_received(&self) {
-        self.state.received.clear();
+    fn parts(&self) -> (&FakeServer, &Behaviour, &Received<FcmMessage>) {
+        (&self.server, &self.state.behaviour, &self.state.received)
     }
 }
 

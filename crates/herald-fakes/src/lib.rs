@@ -10,7 +10,7 @@
 //!
 //! Every fake serves TLS with a certificate from a [`TestCa`]: clients trust
 //! [`TestCa::ca_pem`] (or the file [`TestCa::write_ca_pem`] writes) like any extra CA.
-//! Each handle has `url()`, `behaviour()` for failure injection ([`Behaviour::fail_next`],
+//! Each handle implements [`FakeHandle`]: `url()`, `behaviour()` for failure injection ([`Behaviour::fail_next`],
 //! [`Behaviour::set_delay`], [`Behaviour::mark_dead`], [`Behaviour::mark_invalid`]),
 //! `received()` for copies of what it accepted, `stats()` for counters, and
 //! `wait_for(count, timeout)`. Dropping a handle stops its server.
@@ -56,6 +56,7 @@ mod control;
 pub mod ece;
 pub mod fcm;
 mod form;
+mod handle;
 pub mod keys;
 mod record;
 mod reply;
@@ -71,6 +72,7 @@ use std::net::SocketAddr;
 pub use apns::{ApnsConfig, ApnsNotification, ApnsStats, FakeApns, ProviderTokenSeen};
 pub use behaviour::{Behaviour, BehaviourSummary, BehaviourUpdate, Failure};
 pub use fcm::{FakeFcm, FcmConfig, FcmMessage, FcmStats};
+pub use handle::FakeHandle;
 pub use record::CommonStats;
 pub use server::{FakeServer, HttpsListener, Protocols};
 pub use tls::TestCa;

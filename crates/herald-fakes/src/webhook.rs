@@ -5,7 +5,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -17,6 +16,7 @@ use sha2::Sha256;
 use crate::behaviour::{Behaviour, BehaviourSummary};
 use crate::clock::unix_seconds;
 use crate::control::{self, Steerable};
+use crate::handle::FakeHandle;
 use crate::record::{CommonStats, Received};
 use crate::reply;
 use crate::server::{FakeRequest, FakeResponse, FakeServer, HttpsListener, Protocols};
@@ -102,47 +102,21 @@ impl FakeWebhook {
         Self { server, state }
     }
 
-    /// `https://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
     /// A URL to configure as a webhook endpoint: `<url>/webhook`.
     pub fn endpoint_url(&self) -> String {
         format!("{}/webhook", self.url())
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
-    /// Dead ids are paths (`/webhook`): deliveries there answer 410 Gone.
-    pub fn behaviour(&self) -> &Behaviour {
-        &self.state.behaviour
-    }
-
-    /// The accepted deliveries, oldest first (empty while recording is off).
-    pub fn received(&self) -> Vec<WebhookDelivery> {
-        self.state.received.records()
-    }
-
     pub fn stats(&self) -> WebhookStats {
         self.state.stats()
     }
+}
 
-    /// Waits until `count` deliveries were accepted in all; false on timeout.
-    pub async fn wait_for(&self, count: u64, timeout: Duration) -> bool {
-        self.state.received.wait_for(count, timeout).await
-    }
+impl FakeHandle for FakeWebhook {
+    type Record = WebhookDelivery;
 
-    /// Keeping copies of accepted deliveries is on by default; off for benchmarks.
-    pub fn set_recording(&self, on: bool) {
-        self.state.received.set_recording(on);
-    }
-
-    /// Drops the copies of accepted deliveries (counters stay).
-    pub fn clear_received(&self) {
-        self.state.received.clear();
+    fn parts(&self) -> (&FakeServer, &Behaviour, &Received<WebhookDelivery>) {
+        (&self.server, &self.state.behaviour, &self.state.received)
     }
 }
 

@@ -6,7 +6,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +20,7 @@ use serde_json::{Value, json};
 use crate::behaviour::{Behaviour, BehaviourSummary, Failure};
 use crate::control::{self, Steerable};
 use crate::ece::decrypt_aes128gcm;
+use crate::handle::FakeHandle;
 use crate::record::{CommonStats, Received};
 use crate::reply;
 use crate::server::{FakeRequest, FakeResponse, FakeServer, HttpsListener, Protocols};
@@ -144,15 +144,6 @@ impl FakeWebPush {
         Self { server, state }
     }
 
-    /// `https://127.0.0.1:PORT`, the origin VAPID JWTs must name as `aud`.
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
-    }
-
     /// A new subscription with a fresh key pair and auth secret.
     pub fn subscribe(&self) -> Subscription {
         self.state.subscribe(None)
@@ -172,32 +163,16 @@ impl FakeWebPush {
         self.state.behaviour.mark_dead(subscription_id);
     }
 
-    pub fn behaviour(&self) -> &Behaviour {
-        &self.state.behaviour
-    }
-
-    /// The accepted messages, oldest first (empty while recording is off).
-    pub fn received(&self) -> Vec<WebPushMessage> {
-        self.state.received.records()
-    }
-
     pub fn stats(&self) -> WebPushStats {
         self.state.stats()
     }
+}
 
-    /// Waits until `count` messages were accepted in all; false on timeout.
-    pub async fn wait_for(&self, count: u64, timeout: Duration) -> bool {
-        self.state.received.wait_for(count, timeout).await
-    }
+impl FakeHandle for FakeWebPush {
+    type Record = WebPushMessage;
 
-    /// Keeping copies of accepted messages is on by default; off for benchmarks.
-    pub fn set_recording(&self, on: bool) {
-        self.state.received.set_recording(on);
-    }
-
-    /// Drops the copies of accepted messages (counters stay).
-    pub fn clear_received(&self) {
-        self.state.received.clear();
+    fn parts(&self) -> (&FakeServer, &Behaviour, &Received<WebPushMessage>) {
+        (&self.server, &self.state.behaviour, &self.state.received)
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use herald_fakes::{Failure, FakeApns, FakeFcm, FakeWebPush, FakeWebhook, TestCa};
+use herald_fakes::{Failure, FakeApns, FakeFcm, FakeHandle, FakeWebPush, FakeWebhook, TestCa};
 use herald_testkit::{RedisServer, ServerOptions};
 use serde_json::{Value, json};
 

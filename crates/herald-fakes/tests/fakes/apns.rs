@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use herald_fakes::{ApnsConfig, Failure, FakeApns, TestCa};
+use herald_fakes::{ApnsConfig, Failure, FakeApns, FakeHandle, TestCa};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use herald_fakes::keys::TEST_RSA_PRIVATE_KEY_PEM;
-use herald_fakes::{Failure, FakeFcm, FcmConfig, TestCa};
+use herald_fakes::{Failure, FakeFcm, FakeHandle, FcmConfig, TestCa};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
 //! The `/_fake/...` endpoints a staging user drives a running fake with.
 
-use herald_fakes::{FakeFcm, FcmConfig, TestCa};
+use herald_fakes::{FakeFcm, FakeHandle, FcmConfig, TestCa};
 use serde_json::json;
 
 use crate::common::{answer, http2_client};

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use herald_fakes::{Failure, FakeWebhook, TestCa};
+use herald_fakes::{Failure, FakeHandle, FakeWebhook, TestCa};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;

@@ -4,7 +4,7 @@ use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use herald_fakes::{Failure, FakeWebPush, Subscription, TestCa};
+use herald_fakes::{Failure, FakeHandle, FakeWebPush, Subscription, TestCa};
 use hkdf::Hkdf;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};

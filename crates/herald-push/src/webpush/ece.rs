@@ -140,7 +140,6 @@ fn derive_key_and_nonce(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use aes_gcm::aead::Aead;
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -148,35 +147,12 @@ pub(crate) mod tests {
         URL_SAFE_NO_PAD.decode(text).unwrap()
     }
 
-    /// What a browser does with a push message: the inverse of [`encrypt`], for one record.
+    /// What a browser does with a push message, by the fake push service's independent
+    /// implementation of RFC 8291 (so a shared misreading of the RFC cannot pass both).
     pub(crate) fn decrypt(body: &[u8], ua_private: &SecretKey, auth_secret: &[u8]) -> Vec<u8> {
-        let (salt, rest) = body.split_at(SALT_LEN);
-        let record_size = u32::from_be_bytes(rest[..4].try_into().unwrap());
+        let record_size = u32::from_be_bytes(body[SALT_LEN..SALT_LEN + 4].try_into().unwrap());
         assert_eq!(record_size, RECORD_SIZE);
-        let key_id_len = usize::from(rest[4]);
-        let as_public = &rest[5..5 + key_id_len];
-        let record = &rest[5 + key_id_len..];
-        assert!(record.len() <= RECORD_SIZE as usize);
-
-        let as_key = PublicKey::from_sec1_bytes(as_public).unwrap();
-        let shared = p256::ecdh::diffie_hellman(ua_private.to_nonzero_scalar(), as_key.as_affine());
-        let ua_public = ua_private.public_key().to_encoded_point(false);
-        let (cek, nonce) = derive_key_and_nonce(
-            shared.raw_secret_bytes(),
-            auth_secret,
-            ua_public.as_bytes(),
-            as_public,
-            salt,
-        )
-        .unwrap();
-        let mut padded = Aes128Gcm::new(&cek.into())
-            .decrypt(&nonce.into(), record)
-            .unwrap();
-        while padded.last() == Some(&0) {
-            padded.pop();
-        }
-        assert_eq!(padded.pop(), Some(LAST_RECORD_DELIMITER));
-        padded
+        herald_fakes::ece::decrypt_aes128gcm(body, ua_private, auth_secret).unwrap()
     }
 
     /// RFC 8291 Appendix A.

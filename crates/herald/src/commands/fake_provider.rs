@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use herald_fakes::{ApnsConfig, FakeApns, FcmConfig, TestCa};
+use herald_fakes::{ApnsConfig, FakeApns, FakeHandle, FcmConfig, TestCa};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Kind {
