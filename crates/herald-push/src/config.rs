@@ -114,6 +114,15 @@ pub struct WebhookConfig {
     pub limits: ProviderLimits,
 }
 
+impl WebhookConfig {
+    /// Its name: the configured one, else `webhook-{index}` by its position in the list.
+    pub fn name_at(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("webhook-{index}"))
+    }
+}
+
 /// How hard the sender may push one provider.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -28,7 +28,7 @@ pub struct H2Response {
 }
 
 pub struct H2Client {
-    base: Uri,
+    authority: http::uri::Authority,
     host: String,
     port: u16,
     server_name: ServerName<'static>,
@@ -57,9 +57,12 @@ impl H2Client {
                 "{base} is not an https:// URL"
             )));
         }
-        let host = base
+        let authority = base
+            .authority()
+            .cloned()
+            .ok_or_else(|| HttpSetupError::Client(format!("{base} has no host")))?;
+        let host = authority
             .host()
-            .ok_or_else(|| HttpSetupError::Client(format!("{base} has no host")))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
@@ -67,8 +70,8 @@ impl H2Client {
             .map_err(|e| HttpSetupError::Client(format!("{host}: {e}")))?;
         let tls = client_tls(options.extra_ca_pem.as_deref().map(Vec::as_slice), true)?;
         Ok(Self {
-            port: base.port_u16().unwrap_or(443),
-            base,
+            port: authority.port_u16().unwrap_or(443),
+            authority,
             host,
             server_name,
             tls: TlsConnector::from(Arc::new(tls)),
@@ -82,13 +85,11 @@ impl H2Client {
 
     /// The absolute URI of `path` on this host.
     pub fn uri(&self, path: &str) -> Result<Uri, String> {
-        let authority = self
-            .base
-            .authority()
-            .map(|a| a.as_str())
-            .unwrap_or_default();
-        format!("https://{authority}{path}")
-            .parse()
+        Uri::builder()
+            .scheme(http::uri::Scheme::HTTPS)
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
             .map_err(|e| format!("{path:?}: {e}"))
     }
 

@@ -45,10 +45,7 @@ impl Webhook {
             return Err("a webhook secret must be at least 16 characters".into());
         }
         Ok(Self {
-            name: config
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("webhook-{index}")),
+            name: config.name_at(index),
             url: config.url.clone(),
             secret: config.secret.as_bytes().to_vec(),
             categories: config.categories.clone(),
@@ -78,7 +75,7 @@ impl Webhook {
                 };
             }
         };
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = herald_core::time::now_secs();
         let response = self
             .http
             .client()
@@ -109,7 +106,7 @@ impl Webhook {
 }
 
 /// The `Herald-Signature` header value for `body` sent at `unix_seconds`.
-pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
+pub fn sign(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(unix_seconds.to_string().as_bytes());
     mac.update(b".");

@@ -216,7 +216,7 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for (i, hook) in self.webhooks.iter().enumerate() {
-            let name = hook.name.clone().unwrap_or_else(|| format!("webhook-{i}"));
+            let name = hook.name_at(i);
             if !names.insert(name.clone()) {
                 return Err(ConfigError(format!("two webhooks are named {name:?}")));
             }

@@ -73,7 +73,7 @@ impl ProviderToken {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(self.key_id.clone());
         header.typ = None;
-        let iat = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let iat = herald_core::time::now_secs();
         let jwt = jsonwebtoken::encode(
             &header,
             &Claims {

@@ -115,7 +115,7 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<AccessToken, String> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+        let now = herald_core::time::now_secs();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = self.account.private_key_id.clone();
         let assertion = jsonwebtoken::encode(

@@ -7,13 +7,12 @@ pub mod ece;
 pub mod vapid;
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use herald_core::{Device, Platform, Priority};
+use herald_core::{Device, Platform};
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -117,7 +116,7 @@ impl WebPush {
 
         let mut headers = HeaderMap::new();
         headers.insert(TTL, HeaderValue::from(ttl));
-        headers.insert(URGENCY, HeaderValue::from_static(urgency(message.priority)));
+        headers.insert(URGENCY, HeaderValue::from_static(message.priority.as_str()));
         if let Some(key) = &message.collapse_key {
             let topic = HeaderValue::try_from(topic(key))
                 .map_err(|e| format!("web push topic header: {e}"))?;
@@ -147,7 +146,7 @@ impl Provider for WebPush {
     }
 
     async fn send(&self, message: &PushMessage, device: &Device, dry_run: bool) -> SendResult {
-        let request = match self.prepare(message, device, unix_now_ms()) {
+        let request = match self.prepare(message, device, herald_core::time::now_ms()) {
             Ok(request) => request,
             Err(reason) => return SendResult::Fail { reason },
         };
@@ -169,16 +168,13 @@ impl Provider for WebPush {
             Err(e) => return transport_error(&e),
         };
         let status = response.status();
-        if status.is_success() {
-            return SendResult::Sent;
-        }
         let after = retry_after(response.headers());
         let detail = body_prefix(response, MAX_REASON_BODY_BYTES).await;
         classify(status, after, &detail)
     }
 }
 
-/// What a push service's non-2xx answer means for the device.
+/// What a push service's answer means for the send and the device.
 fn classify(status: StatusCode, after: Option<std::time::Duration>, detail: &str) -> SendResult {
     let reason = if detail.is_empty() {
         format!("push service answered {status}")
@@ -206,14 +202,6 @@ async fn body_prefix(mut response: reqwest::Response, max_bytes: usize) -> Strin
     }
     bytes.truncate(max_bytes);
     String::from_utf8_lossy(&bytes).trim().to_owned()
-}
-
-fn urgency(priority: Priority) -> &'static str {
-    match priority {
-        Priority::High => "high",
-        Priority::Normal => "normal",
-        Priority::Low => "low",
-    }
 }
 
 /// The `Topic` for a collapse key: the key itself when RFC 8030 allows it, otherwise the
@@ -329,17 +317,10 @@ fn shorten_to_fit<'a>(
     Ok(best)
 }
 
-fn unix_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::Priority;
     use herald_core::WebPushKeys;
     use p256::SecretKey;
     use p256::elliptic_curve::rand_core::OsRng;

@@ -49,9 +49,8 @@ impl<P: ?Sized> Limited<P> {
 
 pub struct Providers {
     platforms: HashMap<Platform, Limited<dyn Provider>>,
-    webhooks: HashMap<String, Limited<Webhook>>,
-    /// Webhook names in configuration order.
-    webhook_order: Vec<String>,
+    /// In configuration order; there are few, so a name is found by looking.
+    webhooks: Vec<Limited<Webhook>>,
     pub dry_run: bool,
     pub retry: RetryConfig,
     /// Wakes the sender when the fan-out put work in the outbox.
@@ -89,20 +88,18 @@ impl Providers {
                 Arc::new(WebPush::new(webpush, http(&webpush.limits))?);
             platforms.insert(Platform::Webpush, Limited::new(provider, &webpush.limits));
         }
-        let mut webhooks = HashMap::new();
-        let mut webhook_order = Vec::new();
-        for (i, hook) in config.webhooks.iter().enumerate() {
-            let webhook = Arc::new(Webhook::new(hook, i, http(&hook.limits))?);
-            webhook_order.push(webhook.name().to_owned());
-            webhooks.insert(
-                webhook.name().to_owned(),
-                Limited::new(webhook, &hook.limits),
-            );
-        }
+        let webhooks = config
+            .webhooks
+            .iter()
+            .enumerate()
+            .map(|(i, hook)| {
+                let webhook = Webhook::new(hook, i, http(&hook.limits))?;
+                Ok(Limited::new(Arc::new(webhook), &hook.limits))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             platforms,
             webhooks,
-            webhook_order,
             dry_run: push.dry_run,
             retry: push.retry.clone(),
             wake: Notify::new(),
@@ -119,15 +116,15 @@ impl Providers {
     }
 
     pub fn webhook(&self, name: &str) -> Option<&Limited<Webhook>> {
-        self.webhooks.get(name)
+        self.webhooks.iter().find(|w| w.outlet.name() == name)
     }
 
     /// The names of the webhooks that want a notification of this category.
     pub fn webhooks_for(&self, category: Option<&str>) -> impl Iterator<Item = &str> {
-        self.webhook_order
+        self.webhooks
             .iter()
-            .filter(move |name| self.webhooks[name.as_str()].outlet.wants(category))
-            .map(String::as_str)
+            .filter(move |w| w.outlet.wants(category))
+            .map(|w| w.outlet.name())
     }
 
     /// Names of what is configured, for the startup log.
@@ -137,7 +134,11 @@ impl Providers {
             .filter(|p| self.platforms.contains_key(p))
             .map(|p| p.as_str().to_owned())
             .collect();
-        parts.extend(self.webhook_order.iter().map(|w| format!("webhook:{w}")));
+        parts.extend(
+            self.webhooks
+                .iter()
+                .map(|w| format!("webhook:{}", w.outlet.name())),
+        );
         if parts.is_empty() {
             "none".into()
         } else {

@@ -2,7 +2,7 @@
 //! its limits, and records each outcome (sent, retry later, pruned, failed → dead letter).
 //!
 //! A send is finished in the store only after the provider answered, so a crash repeats at most
-//! the sends that were in flight (or answered but not yet recorded, a few milliseconds' worth).
+//! the sends that were in flight (or answered but not yet recorded), at most `max_in_flight`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use herald_push::config::PushConfig;
 use herald_push::retry::{RetryDecision, after_failure};
 use herald_push::{PushMessage, SendResult};
 use herald_store::{PushOutcome, PushTask, SendStatus, Store, StoreError};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::providers::Providers;
 
@@ -25,6 +25,9 @@ struct Prepared {
 
 /// Outcomes recorded per store call.
 const FINISH_BATCH: usize = 4096;
+/// A send's outcome, with the in-flight permit it holds until the outcome is recorded.
+type Finished = (PushOutcome, OwnedSemaphorePermit);
+
 /// Notifications remembered between batches.
 const PREPARED_CACHE: usize = 4096;
 
@@ -35,7 +38,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-    let (done_tx, done_rx) = mpsc::channel::<PushOutcome>(config.max_in_flight * 2);
+    // An outcome carries its in-flight permit until it is recorded, so sends answered but not
+    // yet recorded count as in flight too: a crash repeats at most `max_in_flight` sends.
+    let (done_tx, done_rx) = mpsc::channel::<Finished>(config.max_in_flight);
     let finisher = tokio::spawn(record_outcomes(store.clone(), done_rx));
     let lease = Duration::from_millis(config.lease_ms);
     let mut prepared: HashMap<String, Option<Arc<Prepared>>> = HashMap::new();
@@ -76,7 +81,14 @@ pub async fn run(
                 tracing::warn!(error = %e, "could not load what the sends need; retrying them");
                 let due_ms = herald_core::time::now_ms() + 1000;
                 for task in tasks {
-                    let _ = done_tx.send(PushOutcome::Retry { task, due_ms }).await;
+                    let permit = in_flight
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("never closed");
+                    let _ = done_tx
+                        .send((PushOutcome::Retry { task, due_ms }, permit))
+                        .await;
                 }
                 tokio::time::sleep(backoff).await;
                 continue;
@@ -100,8 +112,7 @@ pub async fn run(
             let done = done_tx.clone();
             tokio::spawn(async move {
                 let outcome = send(&*store, &providers, task, item, device).await;
-                let _ = done.send(outcome).await;
-                drop(permit);
+                let _ = done.send((outcome, permit)).await;
             });
         }
     }
@@ -115,7 +126,7 @@ pub async fn run(
     let _ = finisher.await;
 }
 
-/// The notifications (cached) and devices the tasks need, in two store calls.
+/// The notifications the tasks need (each read once, then cached) and their devices (one call).
 async fn load(
     store: &dyn Store,
     tasks: &[PushTask],
@@ -255,9 +266,11 @@ fn result_label(result: &SendResult) -> &'static str {
 }
 
 /// Records outcomes in batches: whatever arrived while the previous batch was being written.
-async fn record_outcomes(store: Arc<dyn Store>, mut outcomes: mpsc::Receiver<PushOutcome>) {
-    let mut batch = Vec::with_capacity(FINISH_BATCH);
-    while outcomes.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+async fn record_outcomes(store: Arc<dyn Store>, mut finished: mpsc::Receiver<Finished>) {
+    let mut received = Vec::with_capacity(FINISH_BATCH);
+    while finished.recv_many(&mut received, FINISH_BATCH).await > 0 {
+        // The permits are released only once the batch is recorded.
+        let (batch, permits): (Vec<PushOutcome>, Vec<_>) = received.drain(..).unzip();
         let mut backoff = Duration::from_millis(50);
         // An outcome is never dropped: dropping it would send again after a restart.
         while let Err(e) = store.finish_push(&batch).await {
@@ -272,6 +285,6 @@ async fn record_outcomes(store: Arc<dyn Store>, mut outcomes: mpsc::Receiver<Pus
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        batch.clear();
+        drop(permits);
     }
 }
