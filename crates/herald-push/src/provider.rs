@@ -48,10 +48,23 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 /// Network and timeout errors are worth retrying; the request may or may not have arrived.
-pub fn transport_error(e: &reqwest::Error) -> SendResult {
+pub fn transport_failure(reason: impl std::fmt::Display) -> SendResult {
     SendResult::Retry {
-        reason: format!("transport: {}", error_chain(e)),
+        reason: format!("transport: {reason}"),
         after: None,
+    }
+}
+
+/// [`transport_failure`] for a reqwest error, with its whole chain of causes.
+pub fn transport_error(e: &reqwest::Error) -> SendResult {
+    transport_failure(error_chain(e))
+}
+
+/// At most the first `max` characters of `text` (provider error details in reasons).
+pub fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
     }
 }
 

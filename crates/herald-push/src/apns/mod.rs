@@ -15,7 +15,7 @@ use crate::config::ApnsConfig;
 use crate::h2::H2Client;
 use crate::http::HttpOptions;
 use crate::message::PushMessage;
-use crate::provider::{Provider, SendResult, retry_after};
+use crate::provider::{Provider, SendResult, retry_after, transport_failure};
 
 pub struct Apns {
     topic: String,
@@ -94,12 +94,7 @@ impl Provider for Apns {
         };
         let response = match self.h2.send(request).await {
             Ok(response) => response,
-            Err(e) => {
-                return SendResult::Retry {
-                    reason: format!("transport: {e}"),
-                    after: None,
-                };
-            }
+            Err(e) => return transport_failure(e),
         };
         let status = response.status;
         if status.is_success() {

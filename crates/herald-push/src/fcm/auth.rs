@@ -152,7 +152,7 @@ impl TokenSource {
             let text = response.text().await.unwrap_or_default();
             return Err(format!(
                 "OAuth token endpoint answered {status}: {}",
-                truncate(&text, 200)
+                crate::provider::truncate(&text, 200)
             ));
         }
         let token: TokenResponse = response
@@ -168,12 +168,5 @@ impl TokenSource {
             value: token.access_token.into(),
             refresh_at: started + lifetime.saturating_sub(REFRESH_MARGIN).max(lifetime / 2),
         })
-    }
-}
-
-pub fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => &text[..at],
-        None => text,
     }
 }

@@ -16,7 +16,7 @@ use crate::config::FcmConfig;
 use crate::h2::{H2Client, H2Response};
 use crate::http::{ClientPool, HttpOptions};
 use crate::message::PushMessage;
-use crate::provider::{Provider, SendResult, retry_after};
+use crate::provider::{Provider, SendResult, retry_after, transport_failure, truncate};
 
 pub struct Fcm {
     send_uri: http::Uri,
@@ -81,10 +81,7 @@ impl Fcm {
             .map_err(|e| SendResult::Fail {
                 reason: format!("FCM request: {e}"),
             })?;
-        let response = self.h2.send(request).await.map_err(|e| SendResult::Retry {
-            reason: format!("transport: {e}"),
-            after: None,
-        })?;
+        let response = self.h2.send(request).await.map_err(transport_failure)?;
         Ok((token, response))
     }
 }
@@ -152,7 +149,7 @@ fn classify(status: StatusCode, after: Option<std::time::Duration>, text: &str) 
         "FCM {}: {} {}",
         status.as_u16(),
         error.code(),
-        auth::truncate(&error.message, 200)
+        truncate(&error.message, 200)
     )
     .trim_end()
     .to_owned();

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use herald_fakes::{ApnsConfig, FakeApns, FakeHandle, FcmConfig, TestCa};
 
@@ -120,6 +119,5 @@ async fn serve(args: Args) -> Result<(), String> {
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }
