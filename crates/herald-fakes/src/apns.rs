@@ -231,17 +231,11 @@ impl ApnsState {
         }
         with_apns_id(reply::json_value(rejection.status, &body), apns_id)
     }
-
-    fn stats(&self) -> ApnsStats {
-        ApnsStats {
-            common: self.received.common_stats(),
-            provider_tokens: self.provider_tokens.seen(),
-            behaviour: self.behaviour.summary(),
-        }
-    }
 }
 
 impl Steerable for ApnsState {
+    type Stats = ApnsStats;
+
     fn behaviour(&self) -> &Behaviour {
         &self.behaviour
     }
@@ -250,8 +244,12 @@ impl Steerable for ApnsState {
         self.received.set_recording(on);
     }
 
-    fn stats_json(&self) -> Value {
-        serde_json::to_value(self.stats()).expect("stats serialize")
+    fn stats(&self) -> ApnsStats {
+        ApnsStats {
+            common: self.received.common_stats(),
+            provider_tokens: self.provider_tokens.seen(),
+            behaviour: self.behaviour.summary(),
+        }
     }
 }
 

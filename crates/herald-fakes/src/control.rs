@@ -9,17 +9,21 @@ use crate::server::{FakeRequest, FakeResponse};
 
 /// What the steering endpoints need from a fake.
 pub(crate) trait Steerable {
+    /// The counters `GET /_fake/stats` shows (and the handle's `stats()` returns).
+    type Stats: serde::Serialize;
     fn behaviour(&self) -> &Behaviour;
     fn set_recording(&self, on: bool);
-    /// The body of `GET /_fake/stats`.
-    fn stats_json(&self) -> serde_json::Value;
+    fn stats(&self) -> Self::Stats;
 }
 
 /// The answer to a `/_fake/...` request, or `None` when `request` is for the protocol itself.
 pub(crate) fn answer(fake: &impl Steerable, request: &FakeRequest) -> Option<FakeResponse> {
     let route = request.uri().path().strip_prefix("/_fake/")?;
     Some(match (request.method(), route) {
-        (&Method::GET, "stats") => reply::json_value(StatusCode::OK, &fake.stats_json()),
+        (&Method::GET, "stats") => {
+            let stats = serde_json::to_value(fake.stats()).expect("stats serialize");
+            reply::json_value(StatusCode::OK, &stats)
+        }
         (&Method::POST, "behaviour") => update_behaviour(fake, request.body()),
         (&Method::GET, "behaviour") => summary(fake),
         (_, "stats" | "behaviour") => {

@@ -282,18 +282,11 @@ impl FcmState {
             "universe_domain": "googleapis.com",
         })
     }
-
-    fn stats(&self) -> FcmStats {
-        FcmStats {
-            common: self.received.common_stats(),
-            validate_only: self.validate_only.load(Ordering::Relaxed),
-            access_tokens_issued: self.token_endpoint.tokens().issued_count(),
-            behaviour: self.behaviour.summary(),
-        }
-    }
 }
 
 impl Steerable for FcmState {
+    type Stats = FcmStats;
+
     fn behaviour(&self) -> &Behaviour {
         &self.behaviour
     }
@@ -302,8 +295,13 @@ impl Steerable for FcmState {
         self.received.set_recording(on);
     }
 
-    fn stats_json(&self) -> Value {
-        serde_json::to_value(self.stats()).expect("stats serialize")
+    fn stats(&self) -> FcmStats {
+        FcmStats {
+            common: self.received.common_stats(),
+            validate_only: self.validate_only.load(Ordering::Relaxed),
+            access_tokens_issued: self.token_endpoint.tokens().issued_count(),
+            behaviour: self.behaviour.summary(),
+        }
     }
 }
 

@@ -171,16 +171,11 @@ impl WebhookState {
         self.received.reject(status);
         reply::json_value(status, &json!({"error": reason}))
     }
-
-    fn stats(&self) -> WebhookStats {
-        WebhookStats {
-            common: self.received.common_stats(),
-            behaviour: self.behaviour.summary(),
-        }
-    }
 }
 
 impl Steerable for WebhookState {
+    type Stats = WebhookStats;
+
     fn behaviour(&self) -> &Behaviour {
         &self.behaviour
     }
@@ -189,8 +184,11 @@ impl Steerable for WebhookState {
         self.received.set_recording(on);
     }
 
-    fn stats_json(&self) -> Value {
-        serde_json::to_value(self.stats()).expect("stats serialize")
+    fn stats(&self) -> WebhookStats {
+        WebhookStats {
+            common: self.received.common_stats(),
+            behaviour: self.behaviour.summary(),
+        }
     }
 }
 

@@ -371,17 +371,11 @@ impl WebPushState {
             }),
         )
     }
-
-    fn stats(&self) -> WebPushStats {
-        WebPushStats {
-            common: self.received.common_stats(),
-            subscriptions: self.subscribers.read().expect("subscribers lock").len(),
-            behaviour: self.behaviour.summary(),
-        }
-    }
 }
 
 impl Steerable for WebPushState {
+    type Stats = WebPushStats;
+
     fn behaviour(&self) -> &Behaviour {
         &self.behaviour
     }
@@ -390,8 +384,12 @@ impl Steerable for WebPushState {
         self.received.set_recording(on);
     }
 
-    fn stats_json(&self) -> Value {
-        serde_json::to_value(self.stats()).expect("stats serialize")
+    fn stats(&self) -> WebPushStats {
+        WebPushStats {
+            common: self.received.common_stats(),
+            subscriptions: self.subscribers.read().expect("subscribers lock").len(),
+            behaviour: self.behaviour.summary(),
+        }
     }
 }
 
