@@ -75,31 +75,28 @@ pub async fn run(
         if prepared.len() > PREPARED_CACHE {
             prepared.clear();
         }
+        // One in-flight slot per task, taken at once; there is room (see `room` above).
+        let mut slots = in_flight
+            .clone()
+            .acquire_many_owned(tasks.len() as u32)
+            .await
+            .expect("never closed");
+        let mut slot = move || slots.split(1).expect("one slot per task");
         let devices = match load(&*store, &tasks, &mut prepared).await {
             Ok(devices) => devices,
             Err(e) => {
                 tracing::warn!(error = %e, "could not load what the sends need; retrying them");
                 let due_ms = herald_core::time::now_ms() + 1000;
                 for task in tasks {
-                    let permit = in_flight
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("never closed");
-                    let _ = done_tx
-                        .send((PushOutcome::Retry { task, due_ms }, permit))
-                        .await;
+                    let retry = PushOutcome::Retry { task, due_ms };
+                    let _ = done_tx.send((retry, slot())).await;
                 }
                 tokio::time::sleep(backoff).await;
                 continue;
             }
         };
         for task in tasks {
-            let permit = in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("never closed");
+            let permit = slot();
             let item = prepared.get(&task.notification).cloned().flatten();
             let device = task
                 .device_id()
