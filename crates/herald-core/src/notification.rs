@@ -47,7 +47,9 @@ impl Priority {
 }
 
 /// A way a notification reaches a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// The user's notification center (stored, listed, read, archived).

@@ -14,9 +14,11 @@ use crate::*;
 
 mod devices;
 mod outbox;
+mod policy;
 
 pub use devices::*;
 pub use outbox::*;
+pub use policy::*;
 
 /// The engine-neutral limits a case may need to be small.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,7 @@ pub struct Limits {
     pub changes_max: usize,
     pub devices_per_user: usize,
     pub dead_letters_max: usize,
+    pub decisions_per_user: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +39,7 @@ impl Default for Limits {
             changes_max: 200,
             devices_per_user: 20,
             dead_letters_max: 1000,
+            decisions_per_user: 50,
         }
     }
 }
@@ -85,7 +89,15 @@ macro_rules! storage_contract_tests {
             concurrent_next_push_never_hands_out_a_task_twice,
             retry_reschedules_with_one_more_attempt,
             finished_sends_are_counted_in_the_delivery_report,
-            dead_letters_keep_the_newest
+            dead_letters_keep_the_newest,
+            categories_are_kept_listed_and_removed,
+            preferences_are_per_user_and_kept,
+            caps_allow_up_to_the_limit_within_the_window,
+            caps_count_every_charge_or_none,
+            caps_hold_exactly_under_concurrency,
+            collapse_claims_name_the_notification_replaced,
+            archive_if_unread_spares_read_entries,
+            decisions_are_counted_and_logged_per_user
         );
     };
     (@cases $make:path; $($case:ident),*) => {

@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod feed_state;
 mod options;
 mod page;
+mod policy;
 mod push;
 pub mod redis;
 mod types;
@@ -17,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use herald_core::{Cursor, Device, Notification, Position};
+use herald_core::{Category, Cursor, Device, Notification, Position, Preferences};
 use tokio::sync::mpsc;
 
 pub use embedded::EmbeddedStore;
 pub use herald_core::{EventBody, FeedEvent};
 pub use options::StoreOptions;
+pub use policy::*;
 pub use push::*;
 pub use redis::{RedisOptions, RedisStore};
 pub use types::*;
@@ -150,6 +152,51 @@ pub trait Store: Send + Sync + 'static {
     /// The newest dead letters first, at most `limit`. Kept up to
     /// [`StoreOptions::dead_letters_max`]; older ones are dropped.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Creates or replaces a category.
+    async fn put_category(&self, category: &Category) -> Result<()>;
+
+    /// Removes a category; false if there was none by that name.
+    async fn delete_category(&self, name: &str) -> Result<bool>;
+
+    /// Every category, by name.
+    async fn categories(&self) -> Result<Vec<Category>>;
+
+    /// Replaces a user's preferences.
+    async fn put_preferences(&self, user: &str, preferences: &Preferences) -> Result<()>;
+
+    /// The preferences of these users, in the same order; `None` for a user who set none.
+    async fn preferences_of(&self, users: &[String]) -> Result<Vec<Option<Preferences>>>;
+
+    /// Takes one unit of every charge of each request, all or none per request, atomically per
+    /// user: `true` where each counter was under its limit within its window at `now_ms`.
+    /// Idempotent: a notification already counted against a request's first charge is allowed
+    /// again without counting twice (a fan-out retried after a crash).
+    async fn take_caps(&self, requests: &[CapRequest], now_ms: i64) -> Result<Vec<bool>>;
+
+    /// Records that each claim's notification reached its user with its collapse key, and
+    /// returns the notification it replaces: the one claimed last with that key if that was
+    /// within the claim's window. Idempotent: claiming the same notification again returns
+    /// the same answer.
+    async fn claim_collapse(
+        &self,
+        claims: &[CollapseClaim],
+        now_ms: i64,
+    ) -> Result<Vec<Option<String>>>;
+
+    /// Archives a notification only if the user has not read it (`Unchanged` if they have).
+    async fn archive_if_unread(&self, user: &str, id: &str) -> Result<ChangeOutcome>;
+
+    /// Adds decision counts to notifications' delivery reports and appends records to their
+    /// users' decision logs (each kept to [`StoreOptions::decisions_per_user`], newest kept).
+    async fn record_decisions(
+        &self,
+        counts: &[DecisionCount],
+        records: &[DecisionRecord],
+    ) -> Result<()>;
+
+    /// A user's newest decisions first, at most `limit`.
+    async fn decisions(&self, user: &str, limit: usize) -> Result<Vec<DecisionRecord>>;
 
     /// The feed events of every write, in commit order per user, for the realtime hub.
     /// Called once; events are pushed with back-pressure, so the receiver must keep reading.

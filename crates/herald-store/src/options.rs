@@ -22,6 +22,8 @@ pub struct StoreOptions {
     pub devices_per_user: usize,
     /// Most dead letters kept; the oldest are dropped past it.
     pub dead_letters_max: usize,
+    /// Most delivery decisions kept per user for `GET /v1/users/{user}/deliveries`.
+    pub decisions_per_user: usize,
 }
 
 impl Default for StoreOptions {
@@ -35,6 +37,7 @@ impl Default for StoreOptions {
             cache_bytes: 64 * 1024 * 1024,
             devices_per_user: 20,
             dead_letters_max: 10_000,
+            decisions_per_user: 50,
         }
     }
 }

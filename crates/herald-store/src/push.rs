@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use herald_core::Priority;
+use herald_core::{Priority, Reason};
 use serde::{Deserialize, Serialize};
 
 /// One send of one notification to one target. `(notification, target)` identifies it: the outbox
@@ -140,6 +140,17 @@ pub struct ChannelCounts {
     pub pruned: u64,
     pub dry_run: u64,
     pub expired: u64,
+    /// Policy decisions, counted per user (send results above count per device):
+    /// written to the inbox or announced live.
+    pub delivered: u64,
+    /// Turned off by the user's preferences.
+    pub muted: u64,
+    /// Over a frequency cap.
+    pub capped: u64,
+    /// Held until the user's quiet hours end (then sent or expired, as counted above).
+    pub quiet_deferred: u64,
+    /// Replaced by, or not pushed again because of, a notification with the same collapse key.
+    pub collapsed: u64,
 }
 
 impl ChannelCounts {
@@ -157,6 +168,38 @@ impl ChannelCounts {
         self.pruned += other.pruned;
         self.dry_run += other.dry_run;
         self.expired += other.expired;
+        self.delivered += other.delivered;
+        self.muted += other.muted;
+        self.capped += other.capped;
+        self.quiet_deferred += other.quiet_deferred;
+        self.collapsed += other.collapsed;
+    }
+
+    /// Adds `n` policy decisions for `reason`.
+    pub fn add_reason(&mut self, reason: Reason, n: u64) {
+        match reason {
+            Reason::Delivered => self.delivered += n,
+            Reason::Muted => self.muted += n,
+            Reason::Capped => self.capped += n,
+            Reason::QuietDeferred => self.quiet_deferred += n,
+            Reason::Expired => self.expired += n,
+            Reason::Collapsed => self.collapsed += n,
+        }
+    }
+
+    /// Adds `n` to the counter of this name (`queued`, a [`SendStatus`] or a [`Reason`]);
+    /// false for an unknown name. For engines that store counters by name.
+    pub fn add_named(&mut self, name: &str, n: u64) -> bool {
+        if name == "queued" {
+            self.queued += n;
+        } else if let Some(status) = SendStatus::ALL.iter().find(|s| s.as_str() == name) {
+            self.add(*status, n);
+        } else if let Some(reason) = Reason::parse(name) {
+            self.add_reason(reason, n);
+        } else {
+            return false;
+        }
+        true
     }
 
     pub fn add(&mut self, status: SendStatus, n: u64) {

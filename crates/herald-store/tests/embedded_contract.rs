@@ -51,6 +51,7 @@ async fn embedded(limits: Limits) -> Embedded {
         changes_max: limits.changes_max,
         devices_per_user: limits.devices_per_user,
         dead_letters_max: limits.dead_letters_max,
+        decisions_per_user: limits.decisions_per_user,
         ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), options.clone()).unwrap();

@@ -70,6 +70,7 @@ fn options(limits: Limits) -> StoreOptions {
         changes_max: limits.changes_max,
         devices_per_user: limits.devices_per_user,
         dead_letters_max: limits.dead_letters_max,
+        decisions_per_user: limits.decisions_per_user,
         ..StoreOptions::default()
     }
 }

@@ -304,6 +304,7 @@ pub async fn finished_sends_are_counted_in_the_delivery_report<
         pruned: 1,
         dry_run: 1,
         expired: 1,
+        ..Default::default()
     };
     let expected_webhook = ChannelCounts {
         queued: 1,

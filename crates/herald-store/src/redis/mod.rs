@@ -913,6 +913,56 @@ impl Store for RedisStore {
         self.newest_dead_letters(limit).await
     }
 
+    // POLICY-STUBS: replaced by the engine's implementation.
+    async fn put_category(&self, _category: &Category) -> Result<()> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn delete_category(&self, _name: &str) -> Result<bool> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn categories(&self) -> Result<Vec<Category>> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn put_preferences(&self, _user: &str, _preferences: &Preferences) -> Result<()> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn preferences_of(&self, _users: &[String]) -> Result<Vec<Option<Preferences>>> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn take_caps(&self, _requests: &[CapRequest], _now_ms: i64) -> Result<Vec<bool>> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn claim_collapse(
+        &self,
+        _claims: &[CollapseClaim],
+        _now_ms: i64,
+    ) -> Result<Vec<Option<String>>> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn archive_if_unread(&self, _user: &str, _id: &str) -> Result<ChangeOutcome> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn record_decisions(
+        &self,
+        _counts: &[DecisionCount],
+        _records: &[DecisionRecord],
+    ) -> Result<()> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+
+    async fn decisions(&self, _user: &str, _limit: usize) -> Result<Vec<DecisionRecord>> {
+        Err(StoreError::Backend("not implemented".into()))
+    }
+    // END-POLICY-STUBS
+
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {
         let rx = self.live_rx.lock().expect("live lock").take();
         if rx.is_some() {

@@ -230,11 +230,7 @@ impl RedisStore {
                 continue;
             };
             let counts: &mut ChannelCounts = report.entry(channel.to_owned()).or_default();
-            if counter == "queued" {
-                counts.queued += n;
-            } else if let Some(status) = SendStatus::ALL.iter().find(|s| s.as_str() == counter) {
-                counts.add(*status, n);
-            }
+            counts.add_named(counter, n);
         }
         Ok(report)
     }
