@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use crate::limits::Limits;
 use crate::names::check_name;
 use crate::notification::{Channel, ChannelSet, Notification, Priority, Recipients};
+use crate::policy::Category;
 use crate::validation::{Checker, ValidationError};
 
 /// Longest idempotency key, in characters.
@@ -32,11 +33,13 @@ pub struct PublishRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub data: Map<String, Value>,
-    #[serde(default)]
-    pub priority: Priority,
+    /// Default: the category's, else `normal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// Default: the category's, else none (kept until retention ends).
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
-    /// Channels to use; default: every channel the recipient can take.
+    /// Channels to use; default: the category's, else every channel the recipient can take.
     #[serde(default)]
     #[schema(value_type = Option<Vec<Channel>>)]
     pub channels: Option<Vec<Channel>>,
@@ -164,8 +167,14 @@ impl PublishRequest {
         hex::encode(Sha256::digest(json))
     }
 
-    /// The stored notification. Call after [`validate`](Self::validate).
-    pub fn into_notification(self, id: String, created_at: i64) -> Notification {
+    /// The stored notification, with what the request leaves out taken from its category.
+    /// Call after [`validate`](Self::validate).
+    pub fn into_notification(
+        self,
+        id: String,
+        created_at: i64,
+        category: Option<&Category>,
+    ) -> Notification {
         let mut to = self.to;
         if let Recipients::Users(users) = &mut to {
             // A user listed twice still gets it once.
@@ -179,12 +188,15 @@ impl PublishRequest {
             body: self.body,
             category: self.category,
             data: self.data,
-            priority: self.priority,
-            ttl_seconds: self.ttl_seconds,
-            channels: self
-                .channels
-                .map(|c| c.into_iter().collect())
-                .unwrap_or_else(ChannelSet::all),
+            priority: self
+                .priority
+                .or(category.and_then(|c| c.priority))
+                .unwrap_or_default(),
+            ttl_seconds: self.ttl_seconds.or(category.and_then(|c| c.ttl_seconds)),
+            channels: match self.channels {
+                Some(channels) => channels.into_iter().collect(),
+                None => category.map_or_else(ChannelSet::all, |c| c.channels),
+            },
             created_at,
             idempotency_key: self.idempotency_key,
             collapse_key: self.collapse_key,
@@ -207,10 +219,33 @@ mod tests {
             r#"{"to":{"users":["a","b","a"]},"title":"Hi","priority":"high","channels":["inbox"]}"#,
         );
         req.validate(&Limits::default()).unwrap();
-        let n = req.into_notification("01J".into(), 5);
+        let n = req.into_notification("01J".into(), 5, None);
         assert_eq!(n.to, Recipients::Users(vec!["a".into(), "b".into()]));
         assert_eq!(n.priority, Priority::High);
         assert!(n.channels.contains(Channel::Inbox) && !n.channels.contains(Channel::Push));
+    }
+
+    #[test]
+    fn the_category_fills_in_what_the_request_leaves_out() {
+        let category: Category =
+            serde_json::from_str(r#"{"channels":["inbox"],"priority":"low","ttl_seconds":60}"#)
+                .unwrap();
+        let bare = parse(r#"{"to":{"all":true},"title":"x","category":"news"}"#);
+        let n = bare.into_notification("1".into(), 5, Some(&category));
+        assert_eq!(n.priority, Priority::Low);
+        assert_eq!(n.ttl_seconds, Some(60));
+        assert_eq!(n.channels, category.channels);
+        let explicit = parse(
+            r#"{"to":{"all":true},"title":"x","priority":"high","ttl_seconds":5,"channels":["push"]}"#,
+        );
+        let n = explicit.into_notification("2".into(), 5, Some(&category));
+        assert_eq!(n.priority, Priority::High);
+        assert_eq!(n.ttl_seconds, Some(5));
+        assert!(n.channels.contains(Channel::Push) && !n.channels.contains(Channel::Inbox));
+        let plain =
+            parse(r#"{"to":{"all":true},"title":"x"}"#).into_notification("3".into(), 5, None);
+        assert_eq!(plain.priority, Priority::Normal);
+        assert_eq!(plain.channels, ChannelSet::all());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use herald_core::Limits;
+use herald_core::policy::{Cap, PolicyDefaults};
 use herald_push::PushConfig;
 use herald_push::config::WebhookConfig;
 use herald_store::StoreOptions;
@@ -44,6 +45,8 @@ pub struct Config {
     /// `[[webhooks]]`: URLs that receive notifications as signed JSON.
     pub webhooks: Vec<WebhookConfig>,
     pub tls: TlsOptions,
+    /// Server-wide policy: overall caps per user and what categories leave unsaid.
+    pub policy: PolicyDefaults,
 }
 
 /// `[tls]`: trust for outgoing connections (push providers, webhooks).
@@ -123,6 +126,7 @@ impl Default for Config {
             push: PushConfig::default(),
             webhooks: Vec::new(),
             tls: TlsOptions::default(),
+            policy: PolicyDefaults::default(),
         }
     }
 }
@@ -213,6 +217,12 @@ impl Config {
             return bad(
                 "push.batch, push.max_in_flight and push.retry.max_attempts must be at least 1",
             );
+        }
+        let mut caps = herald_core::validation::Checker::default();
+        Cap::check_all(&mut caps, "policy.user_caps", &self.policy.user_caps);
+        caps.finish().map_err(|e| ConfigError(e.to_string()))?;
+        if self.policy.collapse_window_seconds == 0 {
+            return bad("policy.collapse_window_seconds must be at least 1");
         }
         let mut names = std::collections::HashSet::new();
         for (i, hook) in self.webhooks.iter().enumerate() {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod categories;
 pub mod config;
 pub mod hub;
 pub mod metrics;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{Auth, Secrets};
+use crate::categories::Categories;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::state::AppState;
@@ -94,11 +96,13 @@ pub async fn serve(
         .map_err(|e| ServerError::Setup(e.to_string()))?;
     let hub = Hub::new(config.stream.buffer);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let categories = Arc::new(Categories::new(store.clone()));
     let state = AppState {
         store: store.clone(),
         hub: hub.clone(),
         auth: Arc::new(auth),
         config: config.clone(),
+        categories: categories.clone(),
         ids: Arc::new(Mutex::new(ulid::Generator::new())),
         metrics: crate::metrics::install(),
         shutdown: stop_rx.clone(),
@@ -111,9 +115,14 @@ pub async fn serve(
     let providers =
         Arc::new(workers::push::Providers::from_config(&config).map_err(ServerError::Setup)?);
     tracing::info!(providers = %providers.describe(), dry_run = config.push.dry_run, "push delivery");
+    let policy = Arc::new(workers::policy::PolicyContext {
+        categories: categories.clone(),
+        defaults: config.policy.clone(),
+    });
     let fanout = tokio::spawn(workers::fanout::run(
         store.clone(),
         providers.clone(),
+        policy,
         config.workers.clone(),
         stop_rx.clone(),
     ));

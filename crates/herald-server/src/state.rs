@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::auth::Auth;
+use crate::categories::Categories;
 use crate::config::Config;
 use crate::hub::Hub;
 
@@ -16,6 +17,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
+    pub categories: Arc<Categories>,
     /// Monotonic ULIDs: ids made in the same millisecond still sort in accept order.
     pub ids: Arc<Mutex<ulid::Generator>>,
     pub metrics: PrometheusHandle,

@@ -142,4 +142,9 @@ pub enum Replay {
 pub struct PurgeReport {
     pub notifications: u64,
     pub idempotency_keys: u64,
+    /// Frequency-cap counters with nothing left in their window (engines whose keys do not
+    /// expire by themselves; Redis reports 0).
+    pub caps: u64,
+    /// Collapse-key records past their keep time (likewise; Redis reports 0).
+    pub collapse_keys: u64,
 }

@@ -70,7 +70,7 @@ mod embedded_only {
     use herald_core::Priority;
     use herald_core::time::now_ms;
     use herald_store::contract::Harness;
-    use herald_store::{PushOutcome, PushTask, SendStatus};
+    use herald_store::{CapCharge, CapRequest, CollapseClaim, PushOutcome, PushTask, SendStatus};
 
     use super::*;
 
@@ -112,5 +112,63 @@ mod embedded_only {
             "the done marker went with the notification; the pending send stayed"
         );
         assert_eq!(store.push_depths().await.unwrap(), [0, 2, 0]);
+    }
+
+    /// Redis expires both by PEXPIRE; the embedded engine drops them on purge.
+    #[tokio::test]
+    async fn purge_drops_expired_caps_and_collapse_keys() {
+        let h = embedded(Limits::default()).await;
+        let store = h.store();
+        let now = 1_800_000_000_000;
+        let window = 1000;
+        let claim = |notification: &str| CollapseClaim {
+            user: "u".into(),
+            key: "order-123".into(),
+            notification: notification.into(),
+            window_ms: window,
+        };
+        let charge = |notification: &str| CapRequest {
+            user: "u".into(),
+            notification: notification.into(),
+            charges: vec![CapCharge {
+                key: "all:1".into(),
+                limit: 1,
+                window_ms: window,
+            }],
+        };
+        assert_eq!(
+            store.claim_collapse(&[claim("a")], now).await.unwrap(),
+            [None]
+        );
+        assert_eq!(store.take_caps(&[charge("a")], now).await.unwrap(), [true]);
+
+        let early = store.purge_expired(now + window - 1).await.unwrap();
+        assert_eq!(
+            (early.caps, early.collapse_keys),
+            (0, 0),
+            "both still count"
+        );
+        let report = store.purge_expired(now + window + 1).await.unwrap();
+        assert_eq!((report.caps, report.collapse_keys), (1, 0));
+        // A collapse record is kept a second window, so a late retried claim keeps its answer.
+        let report = store.purge_expired(now + 2 * window + 1).await.unwrap();
+        assert_eq!((report.caps, report.collapse_keys), (0, 1));
+        let again = store.purge_expired(now + 2 * window + 1).await.unwrap();
+        assert_eq!(again, Default::default(), "nothing left to drop");
+
+        let later = now + 2 * window + 2;
+        assert_eq!(
+            store.claim_collapse(&[claim("b")], later).await.unwrap(),
+            [None]
+        );
+        assert_eq!(
+            store.take_caps(&[charge("b")], later).await.unwrap(),
+            [true]
+        );
+        assert_eq!(
+            store.take_caps(&[charge("c")], later).await.unwrap(),
+            [false],
+            "a counter charged after the purge counts again"
+        );
     }
 }

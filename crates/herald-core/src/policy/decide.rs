@@ -42,8 +42,13 @@ pub enum Verdict {
     Unused,
     Deliver,
     /// Push later, when the user's quiet hours end.
-    Defer { until_ms: i64 },
-    Skip { reason: Reason, detail: String },
+    Defer {
+        until_ms: i64,
+    },
+    Skip {
+        reason: Reason,
+        detail: String,
+    },
 }
 
 impl Verdict {
@@ -137,10 +142,15 @@ pub fn caps_for(category: Option<&Category>, defaults: &PolicyDefaults) -> Vec<(
     if mandatory(category) {
         return Vec::new();
     }
-    let own = category
-        .into_iter()
-        .flat_map(|c| c.caps.iter().map(move |cap| (format!("c:{}", c.name), *cap)));
-    let overall = defaults.user_caps.iter().map(|cap| ("all".to_owned(), *cap));
+    let own = category.into_iter().flat_map(|c| {
+        c.caps
+            .iter()
+            .map(move |cap| (format!("c:{}", c.name), *cap))
+    });
+    let overall = defaults
+        .user_caps
+        .iter()
+        .map(|cap| ("all".to_owned(), *cap));
     own.chain(overall)
         .map(|(scope, cap)| (format!("{scope}:{}", cap.window_seconds), cap))
         .collect()
@@ -216,7 +226,8 @@ mod tests {
     const NOW: i64 = 1_780_000_000_000;
 
     fn notification(json: serde_json::Value) -> Notification {
-        let mut base = serde_json::json!({"id":"n1","to":{"users":["u"]},"title":"t","created_at":NOW});
+        let mut base =
+            serde_json::json!({"id":"n1","to":{"users":["u"]},"title":"t","created_at":NOW});
         base.as_object_mut()
             .unwrap()
             .extend(json.as_object().unwrap().clone());
@@ -257,14 +268,26 @@ mod tests {
         assert_eq!(p.push.reason(), Some(Reason::Muted));
         assert_eq!(p.inbox, Verdict::Deliver);
         let billing = category(serde_json::json!({"name":"billing","opt_out":false}));
-        let p = plan(&n, Some(&billing), Some(&off), &PolicyDefaults::default(), NOW);
+        let p = plan(
+            &n,
+            Some(&billing),
+            Some(&off),
+            &PolicyDefaults::default(),
+            NOW,
+        );
         assert_eq!(p.push, Verdict::Deliver);
     }
 
     #[test]
     fn quiet_hours_defer_push_until_they_end() {
         let n = notification(serde_json::json!({}));
-        let p = plan(&n, None, Some(&quiet_now()), &PolicyDefaults::default(), NOW);
+        let p = plan(
+            &n,
+            None,
+            Some(&quiet_now()),
+            &PolicyDefaults::default(),
+            NOW,
+        );
         let Verdict::Defer { until_ms } = p.push else {
             panic!("{p:?}")
         };
@@ -276,7 +299,13 @@ mod tests {
     #[test]
     fn quiet_hours_drop_what_would_expire_and_let_high_through_where_allowed() {
         let short = notification(serde_json::json!({"ttl_seconds": 1}));
-        let p = plan(&short, None, Some(&quiet_now()), &PolicyDefaults::default(), NOW);
+        let p = plan(
+            &short,
+            None,
+            Some(&quiet_now()),
+            &PolicyDefaults::default(),
+            NOW,
+        );
         assert_eq!(p.push.reason(), Some(Reason::Expired));
 
         let high = notification(serde_json::json!({"priority":"high","category":"alerts"}));
@@ -284,7 +313,8 @@ mod tests {
         let strict = category(serde_json::json!({"name":"alerts"}));
         let p = plan(&high, Some(&strict), Some(&quiet_now()), &defaults, NOW);
         assert_eq!(p.push.reason(), Some(Reason::QuietDeferred));
-        let bypass = category(serde_json::json!({"name":"alerts","high_bypasses_quiet_hours":true}));
+        let bypass =
+            category(serde_json::json!({"name":"alerts","high_bypasses_quiet_hours":true}));
         let p = plan(&high, Some(&bypass), Some(&quiet_now()), &defaults, NOW);
         assert_eq!(p.push, Verdict::Deliver);
     }
@@ -324,9 +354,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let news = category(
-            serde_json::json!({"name":"news","caps":[{"limit":3,"window_seconds":3600}]}),
-        );
+        let news =
+            category(serde_json::json!({"name":"news","caps":[{"limit":3,"window_seconds":3600}]}));
         let keys: Vec<_> = caps_for(Some(&news), &defaults)
             .into_iter()
             .map(|(k, _)| k)

@@ -51,7 +51,10 @@ impl Preferences {
     pub fn validate(&self) -> Result<(), ValidationError> {
         let mut c = Checker::default();
         if self.channels.contains_key(&Channel::Webhook) {
-            c.fail("channels.webhook", "webhooks go to the publisher, not to users");
+            c.fail(
+                "channels.webhook",
+                "webhooks go to the publisher, not to users",
+            );
         }
         if self.categories.len() > MAX_CATEGORY_PREFERENCES {
             c.fail(

@@ -16,7 +16,13 @@ pub fn parse_time_of_day(text: &str) -> Result<Time, String> {
         .iter()
         .map(|p| p.parse::<i8>().map_err(|_| bad()))
         .collect::<Result<_, _>>()?;
-    Time::new(numbers[0], numbers[1], numbers.get(2).copied().unwrap_or(0), 0).map_err(|_| bad())
+    Time::new(
+        numbers[0],
+        numbers[1],
+        numbers.get(2).copied().unwrap_or(0),
+        0,
+    )
+    .map_err(|_| bad())
 }
 
 /// An IANA time zone by name, e.g. `Europe/Paris`.
@@ -30,7 +36,9 @@ pub fn quiet_until(now_ms: i64, start: Time, end: Time, zone: &TimeZone) -> Opti
     if start == end {
         return None;
     }
-    let now = Timestamp::from_millisecond(now_ms).ok()?.to_zoned(zone.clone());
+    let now = Timestamp::from_millisecond(now_ms)
+        .ok()?
+        .to_zoned(zone.clone());
     let t = now.time();
     let today = now.date();
     let end_date = if start < end {

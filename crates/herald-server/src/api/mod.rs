@@ -1,11 +1,14 @@
 //! The HTTP API under `/v1`, plus operations endpoints. Routes and their OpenAPI description
 //! come from the same handler annotations, so the served document cannot drift from the server.
 
+pub mod categories;
+pub mod deliveries;
 pub mod devices;
 pub mod extract;
 pub mod inbox;
 pub mod live;
 pub mod ops;
+pub mod preferences;
 pub mod publish;
 pub mod stream;
 pub mod topics;
@@ -35,6 +38,7 @@ use crate::state::AppState;
         (name = "topics", description = "Topic subscriptions (API key)"),
         (name = "devices", description = "Devices that receive push (user token; admin twin with API key)"),
         (name = "inbox", description = "Notification center (user token; admin twin with API key)"),
+        (name = "policy", description = "Categories (API key), user preferences (user token; admin twin with API key) and delivery decisions"),
         (name = "live", description = "Live delivery over SSE and WebSocket (user token)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -74,6 +78,18 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(devices::register_for_user, devices::list_for_user))
         .routes(routes!(devices::remove_for_user))
         .routes(routes!(publish::dead_letters))
+        .routes(routes!(categories::list_categories))
+        .routes(routes!(
+            categories::put_category,
+            categories::get_category,
+            categories::delete_category
+        ))
+        .routes(routes!(preferences::get_mine, preferences::put_mine))
+        .routes(routes!(
+            preferences::get_for_user,
+            preferences::put_for_user
+        ))
+        .routes(routes!(deliveries::user_deliveries))
         .routes(routes!(stream::stream))
         .routes(routes!(ws::websocket))
         .routes(routes!(ops::healthz))

@@ -68,8 +68,13 @@ pub async fn publish(
         key,
         fingerprint: request.fingerprint(),
     });
-    let priority = request.priority;
-    let notification = request.into_notification(state.next_id(), herald_core::time::now_ms());
+    let category = state.categories.get(request.category.as_deref()).await?;
+    let notification = request.into_notification(
+        state.next_id(),
+        herald_core::time::now_ms(),
+        category.as_deref(),
+    );
+    let priority = notification.priority;
     let started = std::time::Instant::now();
     let accepted = state
         .store
@@ -117,11 +122,12 @@ pub struct StoredNotification {
     pub idempotency_key: Option<String>,
     pub collapse_key: Option<String>,
     pub dry_run: bool,
-    /// Push and webhook sends per channel (`push`, `webhook`); absent channels had none.
+    /// Per channel (`inbox`, `realtime`, `push`, `webhook`); absent channels had nothing to count.
     pub report: BTreeMap<String, ChannelReport>,
 }
 
-/// How one channel's sends of a notification went.
+/// How one channel of a notification went. Sends (`queued` to `pending`) count devices and
+/// webhooks; policy decisions (`delivered` to `collapsed`) count users.
 #[derive(Serialize, ToSchema, Debug, PartialEq)]
 pub struct ChannelReport {
     /// Sends queued in all.
@@ -132,10 +138,20 @@ pub struct ChannelReport {
     /// The device was gone (unregistered token); it was removed.
     pub pruned: u64,
     pub dry_run: u64,
-    /// Its TTL ran out before it could be sent.
+    /// Its TTL ran out before it could be sent (or, per user, before fan-out or quiet hours ended).
     pub expired: u64,
     /// Queued and not finished yet (including retries waiting for their backoff).
     pub pending: u64,
+    /// Users it was written to (inbox) or announced to (realtime).
+    pub delivered: u64,
+    /// Users whose preferences turned it off.
+    pub muted: u64,
+    /// Users over a frequency cap.
+    pub capped: u64,
+    /// Users in their quiet hours: push waits until they end.
+    pub quiet_deferred: u64,
+    /// Users who got an earlier notification with the same collapse key, so no second push.
+    pub collapsed: u64,
 }
 
 impl From<&ChannelCounts> for ChannelReport {
@@ -148,6 +164,11 @@ impl From<&ChannelCounts> for ChannelReport {
             dry_run: c.dry_run,
             expired: c.expired,
             pending: c.pending(),
+            delivered: c.delivered,
+            muted: c.muted,
+            capped: c.capped,
+            quiet_deferred: c.quiet_deferred,
+            collapsed: c.collapsed,
         }
     }
 }

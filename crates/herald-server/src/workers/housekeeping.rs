@@ -51,10 +51,18 @@ pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
         if since_purge >= Duration::from_secs(300) {
             since_purge = Duration::ZERO;
             match store.purge_expired(herald_core::time::now_ms()).await {
-                Ok(report) if report.notifications + report.idempotency_keys > 0 => {
+                Ok(report)
+                    if report.notifications
+                        + report.idempotency_keys
+                        + report.caps
+                        + report.collapse_keys
+                        > 0 =>
+                {
                     tracing::info!(
                         notifications = report.notifications,
                         keys = report.idempotency_keys,
+                        caps = report.caps,
+                        collapse_keys = report.collapse_keys,
                         "purged expired content"
                     );
                 }

@@ -3,4 +3,5 @@
 
 pub mod fanout;
 pub mod housekeeping;
+pub mod policy;
 pub mod push;

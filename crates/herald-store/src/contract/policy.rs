@@ -83,7 +83,11 @@ pub async fn categories_are_kept_listed_and_removed<H: Harness, F: Future<Output
     drop(store);
     h.restart().await;
     let store = h.store();
-    assert_eq!(store.categories().await.unwrap().len(), 2, "kept across restarts");
+    assert_eq!(
+        store.categories().await.unwrap().len(),
+        2,
+        "kept across restarts"
+    );
     assert!(store.delete_category("news").await.unwrap());
     assert!(!store.delete_category("news").await.unwrap());
     assert_eq!(store.categories().await.unwrap(), [security]);
@@ -129,7 +133,10 @@ pub async fn caps_allow_up_to_the_limit_within_the_window<H: Harness, F: Future<
     let daily = [charge("c:news:1", 3, 1000)];
     for (i, expected) in [true, true, true, false, false].into_iter().enumerate() {
         let got = store
-            .take_caps(&[cap_request("u", &format!("n{i}"), &daily)], now + i as i64)
+            .take_caps(
+                &[cap_request("u", &format!("n{i}"), &daily)],
+                now + i as i64,
+            )
             .await
             .unwrap();
         assert_eq!(got, [expected], "push {i}");
@@ -236,7 +243,10 @@ pub async fn collapse_claims_name_the_notification_replaced<H: Harness, F: Futur
     let window = 60_000;
     let first = store
         .claim_collapse(
-            &[claim("u", "score", "a", window), claim("v", "score", "a", window)],
+            &[
+                claim("u", "score", "a", window),
+                claim("v", "score", "a", window),
+            ],
             now,
         )
         .await
@@ -312,8 +322,12 @@ pub async fn archive_if_unread_spares_read_entries<H: Harness, F: Future<Output 
         .inbox_page("u", herald_core::Cursor::START, 10)
         .await
         .unwrap();
-    let ids: Vec<_> = page.items.iter().map(|i| i.notification.id.clone()).collect();
-    assert_eq!(ids, [a.id.clone()]);
+    let ids: Vec<_> = page
+        .items
+        .iter()
+        .map(|i| i.notification.id.clone())
+        .collect();
+    assert_eq!(ids, std::slice::from_ref(&a.id));
 }
 
 pub async fn decisions_are_counted_and_logged_per_user<H: Harness, F: Future<Output = H>>(

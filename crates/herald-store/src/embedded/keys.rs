@@ -92,6 +92,15 @@ pub fn dead_letter(at: i64, seq: u64) -> Vec<u8> {
     key
 }
 
+/// `expires_at kind record`: cap counters and collapse records in the order they expire.
+pub fn expiry(expires_at: i64, kind: u8, record: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + record.len());
+    key.extend_from_slice(&ordered_i64(expires_at));
+    key.push(kind);
+    key.extend_from_slice(record);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,18 @@
 //! The embedded engine: one data directory, no server. Built on fjall (an LSM tree with an
 //! atomic, journaled write batch), with all writes funnelled through one writer thread.
 
+mod caps;
+mod categories;
+mod collapse;
 mod dead_letters;
+mod decisions;
 mod devices;
+mod expiry;
 mod keys;
 mod lanes;
 mod outbox;
 mod overlay;
+mod preferences;
 mod push_reports;
 mod reads;
 mod records;
@@ -19,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
-use herald_core::{Cursor, Device, Notification, Position};
+use herald_core::{Category, Cursor, Device, Notification, Position, Preferences};
 use tokio::sync::{mpsc, oneshot};
 
 use self::dead_letters::DeadLetters;
@@ -313,55 +319,69 @@ impl Store for EmbeddedStore {
         dead_letters::newest(&self.keyspaces[DEAD_LETTERS], limit)
     }
 
-    // POLICY-STUBS: replaced by the engine's implementation.
-    async fn put_category(&self, _category: &Category) -> Result<()> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn put_category(&self, category: &Category) -> Result<()> {
+        self.call(|r| Op::PutCategory(Box::new(category.clone()), r))
+            .await
     }
 
-    async fn delete_category(&self, _name: &str) -> Result<bool> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn delete_category(&self, name: &str) -> Result<bool> {
+        self.call(|r| Op::DeleteCategory(name.to_owned(), r)).await
     }
 
     async fn categories(&self) -> Result<Vec<Category>> {
-        Err(StoreError::Backend("not implemented".into()))
+        categories::all(&self.keyspaces[CATEGORIES])
     }
 
-    async fn put_preferences(&self, _user: &str, _preferences: &Preferences) -> Result<()> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn put_preferences(&self, user: &str, preferences: &Preferences) -> Result<()> {
+        self.call(|r| Op::PutPreferences(user.to_owned(), Box::new(preferences.clone()), r))
+            .await
     }
 
-    async fn preferences_of(&self, _users: &[String]) -> Result<Vec<Option<Preferences>>> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn preferences_of(&self, users: &[String]) -> Result<Vec<Option<Preferences>>> {
+        preferences::of_users(&self.db, &self.keyspaces, users)
     }
 
-    async fn take_caps(&self, _requests: &[CapRequest], _now_ms: i64) -> Result<Vec<bool>> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn take_caps(&self, requests: &[CapRequest], now_ms: i64) -> Result<Vec<bool>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Counted on the writer thread, so racing requests see each other's counts.
+        self.call(|r| Op::TakeCaps(requests.to_vec(), now_ms, r))
+            .await
     }
 
     async fn claim_collapse(
         &self,
-        _claims: &[CollapseClaim],
-        _now_ms: i64,
+        claims: &[CollapseClaim],
+        now_ms: i64,
     ) -> Result<Vec<Option<String>>> {
-        Err(StoreError::Backend("not implemented".into()))
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|r| Op::ClaimCollapse(claims.to_vec(), now_ms, r))
+            .await
     }
 
-    async fn archive_if_unread(&self, _user: &str, _id: &str) -> Result<ChangeOutcome> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn archive_if_unread(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
+        self.call(|r| Op::ArchiveIfUnread(user.to_owned(), id.to_owned(), r))
+            .await
     }
 
     async fn record_decisions(
         &self,
-        _counts: &[DecisionCount],
-        _records: &[DecisionRecord],
+        counts: &[DecisionCount],
+        records: &[DecisionRecord],
     ) -> Result<()> {
-        Err(StoreError::Backend("not implemented".into()))
+        if counts.is_empty() && records.is_empty() {
+            return Ok(());
+        }
+        self.call(|r| Op::RecordDecisions(counts.to_vec(), records.to_vec(), r))
+            .await
     }
 
-    async fn decisions(&self, _user: &str, _limit: usize) -> Result<Vec<DecisionRecord>> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn decisions(&self, user: &str, limit: usize) -> Result<Vec<DecisionRecord>> {
+        decisions::newest(&self.keyspaces[DECISIONS], user, limit)
     }
-    // END-POLICY-STUBS
 
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {
         let rx = self.live_rx.lock().expect("live lock").take();

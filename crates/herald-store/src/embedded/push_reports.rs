@@ -1,10 +1,11 @@
 //! Delivery reports in the embedded engine: `push_reports` maps `notification \0 channel` to
-//! that channel's [`ChannelCounts`]. Counters change in the same batch as the tasks they count,
-//! so a report is exact.
+//! that channel's [`ChannelCounts`]. Counters change in the same batch as the tasks (or policy
+//! decisions) they count, so a report is exact.
 
 use std::collections::HashMap;
 
 use fjall::Keyspace;
+use herald_core::Reason;
 
 use super::keys::{self, user_prefix};
 use super::overlay::{Overlay, backend};
@@ -28,6 +29,10 @@ impl ReportDeltas {
 
     pub fn finished(&mut self, notification: &str, channel: &'static str, status: SendStatus) {
         self.entry(notification, channel).add(status, 1);
+    }
+
+    pub fn decided(&mut self, notification: &str, channel: &'static str, reason: Reason, n: u64) {
+        self.entry(notification, channel).add_reason(reason, n);
     }
 
     pub fn apply(self, overlay: &mut Overlay<'_>) -> Result<()> {

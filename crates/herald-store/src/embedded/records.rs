@@ -23,9 +23,16 @@ pub const PUSH_TASKS: usize = 13;
 pub const PUSH_DUE: usize = 14;
 pub const PUSH_REPORTS: usize = 15;
 pub const DEAD_LETTERS: usize = 16;
+pub const CATEGORIES: usize = 17;
+pub const PREFERENCES: usize = 18;
+pub const CAPS: usize = 19;
+pub const COLLAPSE: usize = 20;
+pub const DECISIONS: usize = 21;
+pub const DECISION_HEADS: usize = 22;
+pub const EXPIRY: usize = 23;
 
 /// Keyspace names, indexed by the constants above.
-pub const KEYSPACES: [&str; 17] = [
+pub const KEYSPACES: [&str; 24] = [
     "notifications",
     "idempotency",
     "idempotency_by_time",
@@ -43,6 +50,13 @@ pub const KEYSPACES: [&str; 17] = [
     "push_due",
     "push_reports",
     "dead_letters",
+    "categories",
+    "preferences",
+    "caps",
+    "collapse",
+    "decisions",
+    "decision_heads",
+    "expiry",
 ];
 
 /// A feed entry: `[flags, read] + notification id`.

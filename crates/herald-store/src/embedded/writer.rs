@@ -11,22 +11,23 @@ use std::sync::{Arc, RwLock};
 
 use fjall::{Database, Keyspace, PersistMode};
 use herald_core::event::Feed;
-use herald_core::{Device, EventBody, FeedEvent, Notification};
+use herald_core::{Category, Device, EventBody, FeedEvent, Notification, Preferences};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreOptions;
 use super::dead_letters::DeadLetters;
-use super::devices;
 use super::keys::{self, seq_suffix, user_key, user_prefix, user_seq};
 use super::lanes::Lanes;
 use super::outbox::{self, Outbox, OutboxChanges};
 use super::overlay::{Overlay, backend};
 use super::push_reports::{self, ReportDeltas};
 use super::records::*;
+use super::{caps, categories, collapse, decisions, devices, expiry, preferences};
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::{
-    Accept, Accepted, Change, ChangeOutcome, Delivered, Delivery, EntryFlags, Job, JobId, Live,
-    PurgeReport, PushOutcome, PushTask, Result, StoreError,
+    Accept, Accepted, CapRequest, Change, ChangeOutcome, CollapseClaim, DecisionCount,
+    DecisionRecord, Delivered, Delivery, EntryFlags, Job, JobId, Live, PurgeReport, PushOutcome,
+    PushTask, Result, StoreError,
 };
 
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -56,6 +57,15 @@ pub enum Op {
     /// Outcomes, and when they were reported (the time of any dead letter).
     FinishPush(Vec<PushOutcome>, i64, Reply<()>),
     Purge(i64, Reply<PurgeReport>),
+    PutCategory(Box<Category>, Reply<()>),
+    DeleteCategory(String, Reply<bool>),
+    PutPreferences(String, Box<Preferences>, Reply<()>),
+    /// Requests, and the time they are counted at.
+    TakeCaps(Vec<CapRequest>, i64, Reply<Vec<bool>>),
+    /// Claims, and the time they are made at.
+    ClaimCollapse(Vec<CollapseClaim>, i64, Reply<Vec<Option<String>>>),
+    ArchiveIfUnread(String, String, Reply<ChangeOutcome>),
+    RecordDecisions(Vec<DecisionCount>, Vec<DecisionRecord>, Reply<()>),
     Sync(Reply<()>),
 }
 
@@ -278,6 +288,35 @@ impl Writer {
                 run!(reply, self.finish_push(b, &outcomes, at))
             }
             Op::Purge(now, reply) => run!(reply, self.purge(b, now)),
+            Op::PutCategory(category, reply) => {
+                categories::put(&mut b.overlay, &category);
+                Ok(completion(reply, Ok(())))
+            }
+            Op::DeleteCategory(name, reply) => {
+                run!(reply, categories::delete(&mut b.overlay, &name))
+            }
+            Op::PutPreferences(user, prefs, reply) => {
+                preferences::put(&mut b.overlay, &user, &prefs);
+                Ok(completion(reply, Ok(())))
+            }
+            Op::TakeCaps(requests, now, reply) => {
+                run!(reply, caps::take(&mut b.overlay, &requests, now))
+            }
+            Op::ClaimCollapse(claims, now, reply) => {
+                run!(reply, collapse::claim(&mut b.overlay, &claims, now))
+            }
+            Op::ArchiveIfUnread(user, id, reply) => {
+                run!(reply, self.archive_if_unread(b, &user, &id))
+            }
+            Op::RecordDecisions(counts, records, reply) => run!(
+                reply,
+                decisions::record(
+                    &mut b.overlay,
+                    &counts,
+                    &records,
+                    self.options.decisions_per_user
+                )
+            ),
             Op::Sync(reply) => {
                 b.durable = true;
                 Ok(completion(reply, Ok(())))
@@ -298,17 +337,23 @@ impl Writer {
             Op::Accept(_, r) => fail(r),
             Op::Deliver(_, r) => fail(r),
             Op::DeliverGlobal(_, _, r) => fail(r),
-            Op::MarkRead(_, _, r) | Op::Archive(_, _, r) => fail(r),
+            Op::MarkRead(_, _, r) | Op::Archive(_, _, r) | Op::ArchiveIfUnread(_, _, r) => fail(r),
             Op::MarkAllRead(_, r) => fail(r),
             Op::Subscribe(_, _, r) | Op::Unsubscribe(_, _, r) => fail(r),
             Op::Checkpoint(_, _, r)
             | Op::FinishJobs(_, r)
             | Op::RegisterDevice(_, r)
             | Op::FinishPush(_, _, r)
+            | Op::PutCategory(_, r)
+            | Op::PutPreferences(_, _, r)
+            | Op::RecordDecisions(_, _, r)
             | Op::Sync(r) => fail(r),
             Op::RemoveDevice(_, _, r) | Op::PruneDevice(_, r) => fail(r),
             Op::EnqueuePush(_, r) => fail(r),
             Op::Purge(_, r) => fail(r),
+            Op::DeleteCategory(_, r) => fail(r),
+            Op::TakeCaps(_, _, r) => fail(r),
+            Op::ClaimCollapse(_, _, r) => fail(r),
         }
     }
 
@@ -563,6 +608,41 @@ impl Writer {
         let Some(located) = self.locate(b, user, id)? else {
             return Ok(ChangeOutcome::NotFound);
         };
+        self.archive_at(b, user, id, located)
+    }
+
+    /// Archives like [`Self::archive`], unless the user has read the entry (a collapsed
+    /// notification replaces only what the user has not seen).
+    fn archive_if_unread(
+        &mut self,
+        b: &mut Batch<'_>,
+        user: &str,
+        id: &str,
+    ) -> Result<ChangeOutcome> {
+        let Some(located) = self.locate(b, user, id)? else {
+            return Ok(ChangeOutcome::NotFound);
+        };
+        let meta = b.meta(user)?;
+        let read = match &located {
+            Located::Own { seq, entry } => meta.is_read(*seq, entry.read),
+            Located::Global(gseq) => meta.global_is_read(*gseq),
+        };
+        if read {
+            let meta = meta.clone();
+            return Ok(ChangeOutcome::Unchanged {
+                unread: self.unread_total(b, &meta),
+            });
+        }
+        self.archive_at(b, user, id, located)
+    }
+
+    fn archive_at(
+        &mut self,
+        b: &mut Batch<'_>,
+        user: &str,
+        id: &str,
+        located: Located,
+    ) -> Result<ChangeOutcome> {
         let mut meta = b.meta(user)?.clone();
         match located {
             Located::Own { seq, entry } => {
@@ -722,6 +802,13 @@ impl Writer {
             b.overlay.delete(IDEMPOTENCY_BY_TIME, key.to_vec());
             report.idempotency_keys += 1;
         }
+        expiry::purge(
+            &mut b.overlay,
+            &self.keyspaces[EXPIRY],
+            now,
+            MAX_PURGE_PER_PASS,
+            &mut report,
+        )?;
         Ok(report)
     }
 }

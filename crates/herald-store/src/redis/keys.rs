@@ -5,6 +5,8 @@
 //! moves a batch of sends and counts them atomically, even on a Cluster (one slot, one shard).
 //! A device lives under its own key `dev:ID` (found by id whoever owns it) and is indexed in its
 //! owner's `{u:ID}:d`; those are two slots, so a device changing hands is not one atomic step.
+//! Delivery policy keeps its per-user state (preferences, cap counters, collapse keys, decision
+//! log) under `{u:ID}` too, so one script checks and takes a user's caps atomically.
 
 pub const EVENTS_CHANNEL: &str = "herald:events";
 pub const GROUP: &str = "herald";
@@ -66,6 +68,25 @@ pub fn push_report(notification: &str) -> String {
 }
 /// Dead letters as JSON, newest first, capped.
 pub const PUSH_DEAD: &str = "{q}:push:dead";
+/// Every category's JSON, by name.
+pub const CATEGORIES: &str = "policy:categories";
+/// A user's preferences as JSON.
+pub fn user_preferences(user: &str) -> String {
+    format!("{{u:{user}}}:p")
+}
+/// One of a user's frequency-cap counters: notification ids scored by when they were counted.
+pub fn user_cap(user: &str, key: &str) -> String {
+    format!("{{u:{user}}}:cap:{key}")
+}
+/// The notification a user last got with a collapse key: HASH `id`, `prev` (the one it
+/// replaced) and `at` (ms).
+pub fn user_collapse(user: &str, key: &str) -> String {
+    format!("{{u:{user}}}:ck:{key}")
+}
+/// A user's delivery decisions as JSON, newest first, capped.
+pub fn user_decisions(user: &str) -> String {
+    format!("{{u:{user}}}:dl")
+}
 pub fn topic(topic: &str) -> String {
     format!("{{t:{topic}}}")
 }

@@ -1,14 +1,20 @@
 //! The Redis engine: many Herald nodes share one Redis. Feed writes are Lua scripts on one hash
 //! slot each (see `scripts`), work queues are Redis Streams with a consumer group (one stream per
 //! priority lane), and live events travel over pub/sub to every node. The push outbox is one
-//! script per batch on the `{q}` slot (see `outbox`); devices are in `devices`.
+//! script per batch on the `{q}` slot (see `outbox`); devices are in `devices`. Delivery policy
+//! keeps categories and preferences in `policy`, frequency caps in `caps`, collapse keys in
+//! `collapse` and decision counts and logs in `decisions`.
 
+mod caps;
+mod collapse;
 mod connection;
+mod decisions;
 mod devices;
 mod events;
 mod global;
 mod keys;
 mod outbox;
+mod policy;
 mod scripts;
 
 use std::collections::HashMap;
@@ -27,6 +33,7 @@ use self::connection::{Conn, Deployment};
 use self::devices::DeviceScripts;
 use self::global::GlobalCache;
 use self::outbox::OutboxScripts;
+use self::policy::PolicyScripts;
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::page::{Candidate, merge_page, replay_events};
 use crate::*;
@@ -68,6 +75,7 @@ pub struct RedisStore {
     scripts: Scripts,
     device_scripts: DeviceScripts,
     outbox_scripts: OutboxScripts,
+    policy_scripts: PolicyScripts,
     live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
     /// Own unfinished jobs from a previous run are read back before new ones.
@@ -160,6 +168,7 @@ impl RedisStore {
             scripts,
             device_scripts: DeviceScripts::new(),
             outbox_scripts: OutboxScripts::new(),
+            policy_scripts: PolicyScripts::new(),
             live_rx: Mutex::new(Some(rx)),
             live_enabled,
             own_pending_done: AtomicBool::new(false),
@@ -913,55 +922,53 @@ impl Store for RedisStore {
         self.newest_dead_letters(limit).await
     }
 
-    // POLICY-STUBS: replaced by the engine's implementation.
-    async fn put_category(&self, _category: &Category) -> Result<()> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn put_category(&self, category: &Category) -> Result<()> {
+        self.store_category(category).await
     }
 
-    async fn delete_category(&self, _name: &str) -> Result<bool> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn delete_category(&self, name: &str) -> Result<bool> {
+        self.remove_category(name).await
     }
 
     async fn categories(&self) -> Result<Vec<Category>> {
-        Err(StoreError::Backend("not implemented".into()))
+        self.all_categories().await
     }
 
-    async fn put_preferences(&self, _user: &str, _preferences: &Preferences) -> Result<()> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn put_preferences(&self, user: &str, preferences: &Preferences) -> Result<()> {
+        self.store_preferences(user, preferences).await
     }
 
-    async fn preferences_of(&self, _users: &[String]) -> Result<Vec<Option<Preferences>>> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn preferences_of(&self, users: &[String]) -> Result<Vec<Option<Preferences>>> {
+        self.preferences_of_users(users).await
     }
 
-    async fn take_caps(&self, _requests: &[CapRequest], _now_ms: i64) -> Result<Vec<bool>> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn take_caps(&self, requests: &[CapRequest], now_ms: i64) -> Result<Vec<bool>> {
+        self.take_user_caps(requests, now_ms).await
     }
 
     async fn claim_collapse(
         &self,
-        _claims: &[CollapseClaim],
-        _now_ms: i64,
+        claims: &[CollapseClaim],
+        now_ms: i64,
     ) -> Result<Vec<Option<String>>> {
-        Err(StoreError::Backend("not implemented".into()))
+        self.claim_user_collapses(claims, now_ms).await
     }
 
-    async fn archive_if_unread(&self, _user: &str, _id: &str) -> Result<ChangeOutcome> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn archive_if_unread(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
+        self.mark(user, id, "archive_unread").await
     }
 
     async fn record_decisions(
         &self,
-        _counts: &[DecisionCount],
-        _records: &[DecisionRecord],
+        counts: &[DecisionCount],
+        records: &[DecisionRecord],
     ) -> Result<()> {
-        Err(StoreError::Backend("not implemented".into()))
+        self.record_user_decisions(counts, records).await
     }
 
-    async fn decisions(&self, _user: &str, _limit: usize) -> Result<Vec<DecisionRecord>> {
-        Err(StoreError::Backend("not implemented".into()))
+    async fn decisions(&self, user: &str, limit: usize) -> Result<Vec<DecisionRecord>> {
+        self.newest_decisions(user, limit).await
     }
-    // END-POLICY-STUBS
 
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {
         let rx = self.live_rx.lock().expect("live lock").take();

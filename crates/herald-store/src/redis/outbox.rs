@@ -81,18 +81,23 @@ impl<'a> Notifications<'a> {
         }
     }
 
-    /// The count, then when each notification's done set and report expire: its retention after
-    /// it was accepted (ids are ULIDs and carry that time), or after now for other ids.
+    /// The count, then when each notification's done set and report expire.
     fn add_expiries(&self, call: &mut ScriptInvocation<'_>, retention_ms: i64) {
         let now = herald_core::time::now_ms();
         call.arg(self.ids.len());
         for id in &self.ids {
-            let accepted = ulid::Ulid::from_string(id)
-                .map(|u| u.timestamp_ms() as i64)
-                .unwrap_or(now);
-            call.arg(accepted.saturating_add(retention_ms));
+            call.arg(expires_at(id, retention_ms, now));
         }
     }
+}
+
+/// When a notification's outbox records and report expire (Unix ms): its retention after it was
+/// accepted (ids are ULIDs and carry that time), or after now for other ids.
+pub(super) fn expires_at(notification: &str, retention_ms: i64, now: i64) -> i64 {
+    let accepted = ulid::Ulid::from_string(notification)
+        .map(|u| u.timestamp_ms() as i64)
+        .unwrap_or(now);
+    accepted.saturating_add(retention_ms)
 }
 
 impl RedisStore {

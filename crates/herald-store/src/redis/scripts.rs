@@ -98,13 +98,19 @@ return {seq, unread, gm, gx}
 }
 
 /// KEYS: meta, inbox, changes, global state.
-/// ARGV: id, global seq ('' unless the id is a listed global entry), changes max, global floor, user, channel, 'read'|'archive'.
+/// ARGV: id, global seq ('' unless the id is a listed global entry), changes max, global floor,
+/// user, channel, 'read'|'archive'|'archive_unread' (archives only an entry the user has not read).
 pub fn mark() -> String {
     format!(
         "{PRELUDE}{}",
         r#"
 local m, i, c, gs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local archive = ARGV[7] == 'archive'
+local only_unread = ARGV[7] == 'archive_unread'
+local archive = ARGV[7] == 'archive' or only_unread
+local function unchanged()
+  local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
+  return {'unchanged', 0, num(redis.call('HGET', m, 'u')), gm, gx}
+end
 local rm = num(redis.call('HGET', m, 'rm'))
 local sc = redis.call('ZSCORE', i, ARGV[1])
 if sc then
@@ -113,26 +119,23 @@ if sc then
   if fl % 2 == 0 then return {'notfound'} end
   local read = fl >= 4 or seq <= rm
   if archive then
+    if read and only_unread then return unchanged() end
     redis.call('ZREM', i, ARGV[1])
     if not read then redis.call('HINCRBY', m, 'u', -1) end
   else
-    if read then
-      local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
-      return {'unchanged', 0, num(redis.call('HGET', m, 'u')), gm, gx}
-    end
+    if read then return unchanged() end
     redis.call('ZADD', i, 'XX', sc + 4, ARGV[1])
     redis.call('HINCRBY', m, 'u', -1)
   end
 elseif ARGV[2] ~= '' then
   local st = redis.call('HGET', gs, ARGV[2])
   if st == 'a' then return {'notfound'} end
+  local read = st == 'r' or tonumber(ARGV[2]) <= num(redis.call('HGET', m, 'gm'))
   if archive then
+    if read and only_unread then return unchanged() end
     redis.call('HSET', gs, ARGV[2], 'a')
   else
-    if st == 'r' or tonumber(ARGV[2]) <= num(redis.call('HGET', m, 'gm')) then
-      local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
-      return {'unchanged', 0, num(redis.call('HGET', m, 'u')), gm, gx}
-    end
+    if read then return unchanged() end
     redis.call('HSET', gs, ARGV[2], 'r')
   end
 else
@@ -348,3 +351,85 @@ return dead
 "#
     )
 }
+
+/// KEYS: the counters of every charge of every request, in order, all one user's.
+/// ARGV: now ms, then per request its notification id, its charge count C, and per charge its
+/// limit, the score at and below which an entry has left the window (now - window) and the
+/// window in ms. Returns 1 (allowed) or 0 per request. Requests run in order, so two of one
+/// user in one batch are counted one after the other.
+pub const TAKE_CAPS: &str = r#"
+local now, out = ARGV[1], {}
+local i, k = 2, 0
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local allowed = 1
+  for c = 0, n - 1 do redis.call('ZREMRANGEBYSCORE', KEYS[k + 1 + c], '-inf', ARGV[i + 3 * c + 1]) end
+  -- Counted before (a retried fan-out): allowed again without counting twice.
+  if n > 0 and not redis.call('ZSCORE', KEYS[k + 1], id) then
+    for c = 0, n - 1 do
+      if redis.call('ZCARD', KEYS[k + 1 + c]) >= tonumber(ARGV[i + 3 * c]) then allowed = 0 break end
+    end
+    if allowed == 1 then
+      for c = 0, n - 1 do
+        redis.call('ZADD', KEYS[k + 1 + c], now, id)
+        redis.call('PEXPIRE', KEYS[k + 1 + c], ARGV[i + 3 * c + 2])
+      end
+    end
+  end
+  out[#out + 1] = allowed
+  i, k = i + 3 * n, k + n
+end
+return out
+"#;
+
+/// KEYS: per claim its collapse key's HASH, all one user's. ARGV: now ms, then per claim its
+/// notification id, window ms and how long to keep the key (ms). Returns per claim the id it
+/// replaces, or nil.
+pub const CLAIM_COLLAPSE: &str = r#"
+local now, out = tonumber(ARGV[1]), {}
+for c = 1, #KEYS do
+  local key, id, window, keep = KEYS[c], ARGV[3 * c - 1], tonumber(ARGV[3 * c]), ARGV[3 * c + 1]
+  local last = redis.call('HMGET', key, 'id', 'prev', 'at')
+  if last[1] == id then
+    -- Claimed again (a retried fan-out): the same answer as the first time.
+    out[c] = last[2]
+  else
+    local prev = false
+    if last[1] and now - tonumber(last[3]) <= window then prev = last[1] end
+    if prev then
+      redis.call('HSET', key, 'id', id, 'prev', prev, 'at', ARGV[1])
+    else
+      redis.call('HDEL', key, 'prev')
+      redis.call('HSET', key, 'id', id, 'at', ARGV[1])
+    end
+    redis.call('PEXPIRE', key, keep)
+    out[c] = prev
+  end
+end
+return out
+"#;
+
+/// KEYS: per notification its delivery report. ARGV: per notification its expiry (Unix ms), its
+/// field count F, then F pairs of field (`channel:reason`) and count. A report gets the
+/// expiry only if it has none yet (the outbox may have set it).
+pub const COUNT_DECISIONS: &str = r#"
+local i = 1
+for k = 1, #KEYS do
+  local expiry, n = ARGV[i], tonumber(ARGV[i + 1])
+  for f = 0, n - 1 do redis.call('HINCRBY', KEYS[k], ARGV[i + 2 + 2 * f], ARGV[i + 3 + 2 * f]) end
+  if redis.call('PTTL', KEYS[k]) == -1 then redis.call('PEXPIREAT', KEYS[k], expiry) end
+  i = i + 2 + 2 * n
+end
+return 0
+"#;
+
+/// KEYS: a user's decision log. ARGV: most kept, then the records' JSON, oldest first.
+pub const LOG_DECISIONS: &str = r#"
+local max = tonumber(ARGV[1])
+if max <= 0 then redis.call('DEL', KEYS[1]) return 0 end
+for i = 3, #ARGV, 1000 do redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+redis.call('LTRIM', KEYS[1], 0, max - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 0
+"#;

@@ -2,6 +2,7 @@
 //! directory, and talks to it over real HTTP, SSE and WebSocket connections.
 #![allow(dead_code)]
 
+pub mod push_fakes;
 pub mod sse;
 
 use std::net::{SocketAddr, TcpListener};
@@ -176,6 +177,15 @@ impl Server {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        status_json(request.send().await.unwrap()).await
+    }
+
+    pub async fn put_as(&self, path: &str, bearer: &str, body: Value) -> (u16, Value) {
+        let request = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(bearer)
+            .json(&body);
         status_json(request.send().await.unwrap()).await
     }
 
