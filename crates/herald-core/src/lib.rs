@@ -1,6 +1,8 @@
 //! Herald's domain: what a notification is, who receives it, where a reader stands in a feed,
 //! and the rules a request must follow. No I/O lives here, so every rule is testable alone.
 
+pub mod audience;
+pub mod campaign;
 pub mod device;
 pub mod event;
 pub mod limits;
@@ -12,6 +14,7 @@ pub mod publish;
 pub mod time;
 pub mod validation;
 
+pub use campaign::{Audience, Campaign, CampaignState};
 pub use device::{Device, DeviceRegistration, Platform, WebPushKeys};
 pub use event::{EventBody, FeedEvent};
 pub use limits::Limits;

@@ -17,6 +17,8 @@ pub struct Limits {
     pub max_data_bytes: usize,
     /// Longest `ttl_seconds`.
     pub max_ttl_seconds: u32,
+    /// Largest campaign audience upload in bytes (it is streamed, never held whole).
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Limits {
@@ -28,6 +30,7 @@ impl Default for Limits {
             max_body_chars: 4096,
             max_data_bytes: 16 * 1024,
             max_ttl_seconds: 30 * 24 * 3600,
+            max_upload_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -139,9 +139,11 @@ pub enum Recipients {
     Topic(String),
     /// Everyone: stored once in the global feed and merged into each inbox on read.
     All,
+    /// A campaign's audience: the campaign worker delivers it in checkpointed batches.
+    Campaign(String),
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecipientsWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +152,8 @@ struct RecipientsWire {
     topic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     all: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    campaign: Option<String>,
 }
 
 impl Serialize for Recipients {
@@ -157,18 +161,19 @@ impl Serialize for Recipients {
         let wire = match self {
             Recipients::Users(users) => RecipientsWire {
                 users: Some(users.clone()),
-                topic: None,
-                all: None,
+                ..RecipientsWire::default()
             },
             Recipients::Topic(topic) => RecipientsWire {
-                users: None,
                 topic: Some(topic.clone()),
-                all: None,
+                ..RecipientsWire::default()
             },
             Recipients::All => RecipientsWire {
-                users: None,
-                topic: None,
                 all: Some(true),
+                ..RecipientsWire::default()
+            },
+            Recipients::Campaign(id) => RecipientsWire {
+                campaign: Some(id.clone()),
+                ..RecipientsWire::default()
             },
         };
         wire.serialize(s)
@@ -178,10 +183,11 @@ impl Serialize for Recipients {
 impl<'de> Deserialize<'de> for Recipients {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let wire = RecipientsWire::deserialize(d)?;
-        match (wire.users, wire.topic, wire.all) {
-            (Some(users), None, None) => Ok(Recipients::Users(users)),
-            (None, Some(topic), None) => Ok(Recipients::Topic(topic)),
-            (None, None, Some(true)) => Ok(Recipients::All),
+        match (wire.users, wire.topic, wire.all, wire.campaign) {
+            (Some(users), None, None, None) => Ok(Recipients::Users(users)),
+            (None, Some(topic), None, None) => Ok(Recipients::Topic(topic)),
+            (None, None, Some(true), None) => Ok(Recipients::All),
+            (None, None, None, Some(id)) => Ok(Recipients::Campaign(id)),
             _ => Err(serde::de::Error::custom(
                 "`to` must be exactly one of {\"users\": [...]}, {\"topic\": \"name\"} or {\"all\": true}",
             )),

@@ -87,6 +87,10 @@ impl PublishRequest {
             }
             Recipients::Topic(topic) => c.check("to.topic", check_name("topic", topic)),
             Recipients::All => {}
+            Recipients::Campaign(_) => c.fail(
+                "to.campaign",
+                "campaigns are created with POST /v1/campaigns",
+            ),
         }
         let title_chars = self.title.chars().count();
         if self.title.trim().is_empty() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::behaviour::Behaviour;
-use crate::record::Received;
+use crate::record::{Received, RecordFilter};
 use crate::server::FakeServer;
 
 pub trait FakeHandle {
@@ -42,6 +42,24 @@ pub trait FakeHandle {
     /// Keeping copies of accepted requests is on by default; turn it off for benchmarks.
     fn set_recording(&self, on: bool) {
         self.parts().2.set_recording(on);
+    }
+
+    /// While recording is on, keeps copies only of the requests `keep` picks (`None`: all);
+    /// counters still count every request. For watching a few requests among a load test:
+    /// `keep` runs on the request path for each accepted request, so it may also note the time.
+    fn set_record_filter(&self, keep: Option<RecordFilter<Self::Record>>) {
+        self.parts().2.set_filter(keep);
+    }
+
+    /// Waits until `count` copies are kept (after [`clear_received`](Self::clear_received),
+    /// counting from zero again); false on timeout. Woken only by kept copies, not by every
+    /// request.
+    fn wait_for_records(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = bool> + Send {
+        self.parts().2.wait_for_records(count, timeout)
     }
 
     /// Drops the copies of accepted requests (counters stay).

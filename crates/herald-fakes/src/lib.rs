@@ -13,7 +13,8 @@
 //! Each handle implements [`FakeHandle`]: `url()`, `behaviour()` for failure injection ([`Behaviour::fail_next`],
 //! [`Behaviour::set_delay`], [`Behaviour::mark_dead`], [`Behaviour::mark_invalid`]),
 //! `received()` for copies of what it accepted, `stats()` for counters, and
-//! `wait_for(count, timeout)`. Dropping a handle stops its server.
+//! `wait_for(count, timeout)`. `set_record_filter` keeps copies of only the requests of
+//! interest during a load test, and `wait_for_records` waits for them. Dropping a handle stops its server.
 //!
 //! The fakes are built for load: no lock is held across an await, tokens and VAPID headers
 //! verified once are remembered, nothing is logged per request, and `set_recording(false)`
@@ -73,7 +74,7 @@ pub use apns::{ApnsConfig, ApnsNotification, ApnsStats, FakeApns, ProviderTokenS
 pub use behaviour::{Behaviour, BehaviourSummary, BehaviourUpdate, Failure};
 pub use fcm::{FakeFcm, FcmConfig, FcmMessage, FcmStats};
 pub use handle::FakeHandle;
-pub use record::CommonStats;
+pub use record::{CommonStats, RecordFilter};
 pub use server::{FakeServer, HttpsListener, Protocols};
 pub use tls::TestCa;
 pub use webhook::{FakeWebhook, WebhookDelivery, WebhookStats};

@@ -94,6 +94,9 @@ pub struct WorkerOptions {
     pub fanout_batch: usize,
     /// Topic subscribers read per step of a topic fan-out (each step is checkpointed).
     pub topic_page: usize,
+    /// How long a node's claim on a campaign it is sending holds without progress; then
+    /// another node takes the campaign over from its last checkpoint.
+    pub campaign_lease_ms: u64,
 }
 
 impl Default for WorkerOptions {
@@ -101,6 +104,7 @@ impl Default for WorkerOptions {
         Self {
             fanout_batch: 512,
             topic_page: 2000,
+            campaign_lease_ms: 15_000,
         }
     }
 }

@@ -97,12 +97,14 @@ pub async fn serve(
     let hub = Hub::new(config.stream.buffer);
     let (stop_tx, stop_rx) = watch::channel(false);
     let categories = Arc::new(Categories::new(store.clone()));
+    let campaigns_wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: store.clone(),
         hub: hub.clone(),
         auth: Arc::new(auth),
         config: config.clone(),
         categories: categories.clone(),
+        campaigns_wake: campaigns_wake.clone(),
         ids: Arc::new(Mutex::new(ulid::Generator::new())),
         metrics: crate::metrics::install(),
         shutdown: stop_rx.clone(),
@@ -119,6 +121,17 @@ pub async fn serve(
         categories: categories.clone(),
         defaults: config.policy.clone(),
     });
+    let campaigns = tokio::spawn(
+        workers::campaigns::CampaignWorker {
+            store: store.clone(),
+            providers: providers.clone(),
+            policy: policy.clone(),
+            node: config.node_id.clone(),
+            wake: campaigns_wake.clone(),
+            lease: Duration::from_millis(config.workers.campaign_lease_ms),
+        }
+        .run(stop_rx.clone()),
+    );
     let fanout = tokio::spawn(workers::fanout::run(
         store.clone(),
         providers.clone(),
@@ -173,6 +186,9 @@ pub async fn serve(
         tracing::warn!(
             "fan-out did not finish within the grace period; it resumes on the next start"
         );
+    }
+    if tokio::time::timeout(grace, campaigns).await.is_err() {
+        tracing::warn!("a campaign batch did not finish within the grace period; it repeats");
     }
     if tokio::time::timeout(grace, sender).await.is_err() {
         tracing::warn!(

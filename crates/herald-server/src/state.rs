@@ -18,6 +18,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
     pub categories: Arc<Categories>,
+    /// Tells this node's campaign worker that a campaign changed (started, resumed, uploaded).
+    pub campaigns_wake: Arc<tokio::sync::Notify>,
     /// Monotonic ULIDs: ids made in the same millisecond still sort in accept order.
     pub ids: Arc<Mutex<ulid::Generator>>,
     pub metrics: PrometheusHandle,

@@ -12,10 +12,12 @@ use herald_core::{Cursor, EventBody, Notification, Position, Priority, Recipient
 
 use crate::*;
 
+mod campaigns;
 mod devices;
 mod outbox;
 mod policy;
 
+pub use campaigns::*;
 pub use devices::*;
 pub use outbox::*;
 pub use policy::*;
@@ -97,7 +99,12 @@ macro_rules! storage_contract_tests {
             caps_hold_exactly_under_concurrency,
             collapse_claims_name_the_notification_replaced,
             archive_if_unread_spares_read_entries,
-            decisions_are_counted_and_logged_per_user
+            decisions_are_counted_and_logged_per_user,
+            campaigns_are_kept_listed_and_found_while_active,
+            campaign_changes_are_compare_and_set,
+            recipients_are_listed_once_in_upload_order,
+            concurrent_uploads_never_share_a_position,
+            device_owners_are_walked_in_id_order
         );
     };
     (@cases $make:path; $($case:ident),*) => {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use herald_core::{Category, Cursor, Device, Notification, Position, Preferences};
+use herald_core::{Campaign, Category, Cursor, Device, Notification, Position, Preferences};
 use tokio::sync::mpsc;
 
 pub use embedded::EmbeddedStore;
@@ -197,6 +197,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// A user's newest decisions first, at most `limit`.
     async fn decisions(&self, user: &str, limit: usize) -> Result<Vec<DecisionRecord>>;
+
+    /// Stores a new campaign as given (its `version` is normally 0).
+    async fn create_campaign(&self, campaign: &Campaign) -> Result<()>;
+
+    async fn campaign(&self, id: &str) -> Result<Option<Campaign>>;
+
+    /// Campaigns newest first (ids are ULIDs), only those with an id below `before` if given.
+    async fn campaigns(&self, before: Option<&str>, limit: usize) -> Result<Vec<Campaign>>;
+
+    /// Campaigns not completed or cancelled, oldest first: what the campaign workers look after.
+    async fn active_campaigns(&self) -> Result<Vec<Campaign>>;
+
+    /// Replaces a campaign if the stored copy still has `campaign.version`, storing it with
+    /// `version + 1`. False, with nothing changed, if another writer changed it first (or it
+    /// does not exist): two nodes or a double-pressed button never both apply a change.
+    async fn update_campaign(&self, campaign: &Campaign) -> Result<bool>;
+
+    /// Appends users to a campaign's list, each user once ever: a user already listed (before,
+    /// or earlier in this call) is a duplicate. New users take the next positions in order.
+    async fn add_recipients(&self, campaign: &str, users: &[String]) -> Result<RecipientsAdded>;
+
+    /// How many users a campaign's list holds.
+    async fn recipient_count(&self, campaign: &str) -> Result<u64>;
+
+    /// The listed users at positions `from .. from + limit`.
+    async fn recipients(&self, campaign: &str, from: u64, limit: usize) -> Result<Vec<String>>;
+
+    /// Users with at least one device, in id order, after `after`: a push to everyone.
+    async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
 
     /// The feed events of every write, in commit order per user, for the realtime hub.
     /// Called once; events are pushed with back-pressure, so the receiver must keep reading.

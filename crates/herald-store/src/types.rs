@@ -148,3 +148,12 @@ pub struct PurgeReport {
     /// Collapse-key records past their keep time (likewise; Redis reports 0).
     pub collapse_keys: u64,
 }
+
+/// What [`crate::Store::add_recipients`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecipientsAdded {
+    /// Users appended to the list.
+    pub added: u64,
+    /// Users that were listed already.
+    pub duplicates: u64,
+}

@@ -1,6 +1,7 @@
 //! The HTTP API under `/v1`, plus operations endpoints. Routes and their OpenAPI description
 //! come from the same handler annotations, so the served document cannot drift from the server.
 
+pub mod campaigns;
 pub mod categories;
 pub mod deliveries;
 pub mod devices;
@@ -38,6 +39,7 @@ use crate::state::AppState;
         (name = "topics", description = "Topic subscriptions (API key)"),
         (name = "devices", description = "Devices that receive push (user token; admin twin with API key)"),
         (name = "inbox", description = "Notification center (user token; admin twin with API key)"),
+        (name = "campaigns", description = "Campaigns: an audience of any size at a chosen time (API key)"),
         (name = "policy", description = "Categories (API key), user preferences (user token; admin twin with API key) and delivery decisions"),
         (name = "live", description = "Live delivery over SSE and WebSocket (user token)"),
         (name = "operations", description = "Health and metrics"),
@@ -90,6 +92,13 @@ pub fn router(state: AppState) -> Router {
             preferences::put_for_user
         ))
         .routes(routes!(deliveries::user_deliveries))
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::upload))
+        .routes(routes!(campaigns::start))
+        .routes(routes!(campaigns::pause))
+        .routes(routes!(campaigns::resume))
+        .routes(routes!(campaigns::cancel))
         .routes(routes!(stream::stream))
         .routes(routes!(ws::websocket))
         .routes(routes!(ops::healthz))

@@ -115,6 +115,8 @@ async fn process(
                     count(u64::from(flags.inbox), u64::from(flags.live));
                 }
             }
+            // The campaign worker delivers it to the audience in checkpointed batches.
+            Recipients::Campaign(_) => {}
             Recipients::Topic(topic) => {
                 if let Some(cursor) =
                     fan_out_topic(store, providers, policy, job, topic, options).await?

@@ -1,6 +1,7 @@
-//! Background work: fan-out of accepted notifications, push sending, live event dispatch,
-//! housekeeping.
+//! Background work: fan-out of accepted notifications, campaigns, push sending, live event
+//! dispatch, housekeeping.
 
+pub mod campaigns;
 pub mod fanout;
 pub mod housekeeping;
 pub mod policy;

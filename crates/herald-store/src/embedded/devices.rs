@@ -78,6 +78,37 @@ pub fn of_users(db: &Database, keyspaces: &[Keyspace], users: &[String]) -> Resu
     Ok(devices)
 }
 
+/// Up to `limit` users with a device, in id order, after `after`. The index keys start with
+/// `user \0`, so one forward scan meets a user's few devices together; `after \x01` is just past
+/// every key of `after`.
+pub fn owners(keyspace: &Keyspace, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    let start = after.map_or_else(Vec::new, |after| {
+        let mut k = after.as_bytes().to_vec();
+        k.push(1);
+        k
+    });
+    let mut users: Vec<String> = Vec::with_capacity(limit.min(16 * 1024));
+    if limit == 0 {
+        return Ok(users);
+    }
+    for guard in keyspace.range(start..) {
+        let key = guard.key().map_err(backend)?;
+        let end = key
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| backend("corrupt device index key"))?;
+        let user = &key[..end];
+        if users.last().is_some_and(|last| last.as_bytes() == user) {
+            continue;
+        }
+        if users.len() == limit {
+            break;
+        }
+        users.push(String::from_utf8(user.to_vec()).map_err(backend)?);
+    }
+    Ok(users)
+}
+
 fn stored(overlay: &Overlay<'_>, id: &str) -> Result<Option<Device>> {
     overlay
         .get(DEVICES, id.as_bytes())?

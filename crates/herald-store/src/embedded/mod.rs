@@ -1,6 +1,7 @@
 //! The embedded engine: one data directory, no server. Built on fjall (an LSM tree with an
 //! atomic, journaled write batch), with all writes funnelled through one writer thread.
 
+mod campaigns;
 mod caps;
 mod categories;
 mod collapse;
@@ -15,6 +16,7 @@ mod overlay;
 mod preferences;
 mod push_reports;
 mod reads;
+mod recipients;
 mod records;
 mod writer;
 
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
-use herald_core::{Category, Cursor, Device, Notification, Position, Preferences};
+use herald_core::{Campaign, Category, Cursor, Device, Notification, Position, Preferences};
 use tokio::sync::{mpsc, oneshot};
 
 use self::dead_letters::DeadLetters;
@@ -381,6 +383,49 @@ impl Store for EmbeddedStore {
 
     async fn decisions(&self, user: &str, limit: usize) -> Result<Vec<DecisionRecord>> {
         decisions::newest(&self.keyspaces[DECISIONS], user, limit)
+    }
+
+    async fn create_campaign(&self, campaign: &Campaign) -> Result<()> {
+        self.call(|r| Op::CreateCampaign(Box::new(campaign.clone()), r))
+            .await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<Campaign>> {
+        campaigns::get(&self.keyspaces[CAMPAIGNS], id)
+    }
+
+    async fn campaigns(&self, before: Option<&str>, limit: usize) -> Result<Vec<Campaign>> {
+        campaigns::newest(&self.keyspaces[CAMPAIGNS], before, limit)
+    }
+
+    async fn active_campaigns(&self) -> Result<Vec<Campaign>> {
+        campaigns::active(&self.db, &self.keyspaces)
+    }
+
+    async fn update_campaign(&self, campaign: &Campaign) -> Result<bool> {
+        // Compared and written on the writer thread, so racing updates see each other.
+        self.call(|r| Op::UpdateCampaign(Box::new(campaign.clone()), r))
+            .await
+    }
+
+    async fn add_recipients(&self, campaign: &str, users: &[String]) -> Result<RecipientsAdded> {
+        if users.is_empty() {
+            return Ok(RecipientsAdded::default());
+        }
+        self.call(|r| Op::AddRecipients(campaign.to_owned(), users.to_vec(), r))
+            .await
+    }
+
+    async fn recipient_count(&self, campaign: &str) -> Result<u64> {
+        recipients::count(&self.keyspaces[RECIPIENT_COUNTS], campaign)
+    }
+
+    async fn recipients(&self, campaign: &str, from: u64, limit: usize) -> Result<Vec<String>> {
+        recipients::page(&self.keyspaces[RECIPIENT_POSITIONS], campaign, from, limit)
+    }
+
+    async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        devices::owners(&self.keyspaces[USER_DEVICES], after, limit)
     }
 
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {

@@ -30,9 +30,14 @@ pub const COLLAPSE: usize = 20;
 pub const DECISIONS: usize = 21;
 pub const DECISION_HEADS: usize = 22;
 pub const EXPIRY: usize = 23;
+pub const CAMPAIGNS: usize = 24;
+pub const ACTIVE_CAMPAIGNS: usize = 25;
+pub const RECIPIENTS: usize = 26;
+pub const RECIPIENT_POSITIONS: usize = 27;
+pub const RECIPIENT_COUNTS: usize = 28;
 
 /// Keyspace names, indexed by the constants above.
-pub const KEYSPACES: [&str; 24] = [
+pub const KEYSPACES: [&str; 29] = [
     "notifications",
     "idempotency",
     "idempotency_by_time",
@@ -57,6 +62,11 @@ pub const KEYSPACES: [&str; 24] = [
     "decisions",
     "decision_heads",
     "expiry",
+    "campaigns",
+    "active_campaigns",
+    "recipients",
+    "recipient_positions",
+    "recipient_counts",
 ];
 
 /// A feed entry: `[flags, read] + notification id`.

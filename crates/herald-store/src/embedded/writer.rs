@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use fjall::{Database, Keyspace, PersistMode};
 use herald_core::event::Feed;
-use herald_core::{Category, Device, EventBody, FeedEvent, Notification, Preferences};
+use herald_core::{Campaign, Category, Device, EventBody, FeedEvent, Notification, Preferences};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreOptions;
@@ -22,12 +22,14 @@ use super::outbox::{self, Outbox, OutboxChanges};
 use super::overlay::{Overlay, backend};
 use super::push_reports::{self, ReportDeltas};
 use super::records::*;
-use super::{caps, categories, collapse, decisions, devices, expiry, preferences};
+use super::{
+    campaigns, caps, categories, collapse, decisions, devices, expiry, preferences, recipients,
+};
 use crate::feed_state::{GlobalState, UserMeta};
 use crate::{
     Accept, Accepted, CapRequest, Change, ChangeOutcome, CollapseClaim, DecisionCount,
     DecisionRecord, Delivered, Delivery, EntryFlags, Job, JobId, Live, PurgeReport, PushOutcome,
-    PushTask, Result, StoreError,
+    PushTask, RecipientsAdded, Result, StoreError,
 };
 
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -66,6 +68,11 @@ pub enum Op {
     ClaimCollapse(Vec<CollapseClaim>, i64, Reply<Vec<Option<String>>>),
     ArchiveIfUnread(String, String, Reply<ChangeOutcome>),
     RecordDecisions(Vec<DecisionCount>, Vec<DecisionRecord>, Reply<()>),
+    CreateCampaign(Box<Campaign>, Reply<()>),
+    /// A compare-and-set on the campaign's version.
+    UpdateCampaign(Box<Campaign>, Reply<bool>),
+    /// A campaign, and users to append to its list.
+    AddRecipients(String, Vec<String>, Reply<RecipientsAdded>),
     Sync(Reply<()>),
 }
 
@@ -317,6 +324,15 @@ impl Writer {
                     self.options.decisions_per_user
                 )
             ),
+            Op::CreateCampaign(campaign, reply) => {
+                run!(reply, campaigns::create(&mut b.overlay, &campaign))
+            }
+            Op::UpdateCampaign(campaign, reply) => {
+                run!(reply, campaigns::update(&mut b.overlay, *campaign))
+            }
+            Op::AddRecipients(campaign, users, reply) => {
+                run!(reply, recipients::add(&mut b.overlay, &campaign, &users))
+            }
             Op::Sync(reply) => {
                 b.durable = true;
                 Ok(completion(reply, Ok(())))
@@ -347,6 +363,7 @@ impl Writer {
             | Op::PutCategory(_, r)
             | Op::PutPreferences(_, _, r)
             | Op::RecordDecisions(_, _, r)
+            | Op::CreateCampaign(_, r)
             | Op::Sync(r) => fail(r),
             Op::RemoveDevice(_, _, r) | Op::PruneDevice(_, r) => fail(r),
             Op::EnqueuePush(_, r) => fail(r),
@@ -354,6 +371,8 @@ impl Writer {
             Op::DeleteCategory(_, r) => fail(r),
             Op::TakeCaps(_, _, r) => fail(r),
             Op::ClaimCollapse(_, _, r) => fail(r),
+            Op::UpdateCampaign(_, r) => fail(r),
+            Op::AddRecipients(_, _, r) => fail(r),
         }
     }
 

@@ -5,9 +5,10 @@
 //! Writes go record first, then the old owner's index, then the new owner's; each step is
 //! idempotent, and reads trust the record: an index entry whose record is gone or names another
 //! user is skipped. A crash between steps thus leaves at worst a stale index entry, never a
-//! device listed for two users.
+//! device listed for two users. The owners index across users follows each user's index (see
+//! `owners`).
 
-use ::redis::{AsyncCommands, Cmd, FromRedisValue, Script};
+use ::redis::{Cmd, FromRedisValue, Script};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use herald_core::Device;
 
@@ -18,6 +19,7 @@ use crate::Result;
 pub struct DeviceScripts {
     register: Script,
     delete_own: Script,
+    pub unindex: Script,
 }
 
 impl DeviceScripts {
@@ -25,6 +27,7 @@ impl DeviceScripts {
         Self {
             register: Script::new(scripts::REGISTER_DEVICE),
             delete_own: Script::new(scripts::DELETE_OWN_DEVICE),
+            unindex: Script::new(scripts::UNINDEX_DEVICE),
         }
     }
 }
@@ -47,10 +50,7 @@ impl RedisStore {
         if let Some(previous) = previous {
             let previous = parse(&previous)?;
             if previous.user != device.user {
-                let _: () = conn
-                    .zrem(keys::user_devices(&previous.user), &device.id)
-                    .await
-                    .map_err(backend)?;
+                self.unindex_device(&previous.user, &device.id).await?;
             }
         }
         let dropped: Vec<String> = self
@@ -63,6 +63,7 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
+        self.note_owner(&device.user).await?;
         for id in dropped {
             self.delete_own_device(&device.user, &id).await?;
         }
@@ -85,11 +86,7 @@ impl RedisStore {
     pub(super) async fn remove_user_device(&self, user: &str, id: &str) -> Result<bool> {
         let owned = self.delete_own_device(user, id).await?;
         // Also clears an index entry left behind by an interrupted move.
-        let _: () = self
-            .conn()
-            .zrem(keys::user_devices(user), id)
-            .await
-            .map_err(backend)?;
+        self.unindex_device(user, id).await?;
         Ok(owned)
     }
 
@@ -103,10 +100,7 @@ impl RedisStore {
         let Some(stored) = stored else {
             return Ok(false);
         };
-        let _: () = conn
-            .zrem(keys::user_devices(&parse(&stored)?.user), id)
-            .await
-            .map_err(backend)?;
+        self.unindex_device(&parse(&stored)?.user, id).await?;
         Ok(true)
     }
 
@@ -159,7 +153,10 @@ impl RedisStore {
 
     /// Runs commands on keys of many slots: one pipeline on a single server, concurrent commands
     /// on a Cluster (where a pipeline cannot span slots; the connection multiplexes them).
-    async fn query_each<T: FromRedisValue + Send>(&self, cmds: Vec<Cmd>) -> Result<Vec<T>> {
+    pub(super) async fn query_each<T: FromRedisValue + Send>(
+        &self,
+        cmds: Vec<Cmd>,
+    ) -> Result<Vec<T>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }

@@ -7,6 +7,9 @@
 //! owner's `{u:ID}:d`; those are two slots, so a device changing hands is not one atomic step.
 //! Delivery policy keeps its per-user state (preferences, cap counters, collapse keys, decision
 //! log) under `{u:ID}` too, so one script checks and takes a user's caps atomically.
+//! A campaign's keys share `{c:ID}` (its record, recipient list and member set), so one script
+//! changes a campaign atomically; the indexes across campaigns and device owners are keys of
+//! their own, on other slots (see `campaigns` and `owners` for the order of those writes).
 
 pub const EVENTS_CHANNEL: &str = "herald:events";
 pub const GROUP: &str = "herald";
@@ -90,3 +93,23 @@ pub fn user_decisions(user: &str) -> String {
 pub fn topic(topic: &str) -> String {
     format!("{{t:{topic}}}")
 }
+/// A user who owns at least one device, per member (score 0, so in id order): who a push to
+/// everyone walks.
+pub const DEVICE_OWNERS: &str = "devices:owners";
+/// A campaign as a HASH: `v` its version (compared as a string by the update script) and `j`
+/// its JSON.
+pub fn campaign(id: &str) -> String {
+    format!("{{c:{id}}}:r")
+}
+/// A campaign's recipients, in list order.
+pub fn campaign_list(id: &str) -> String {
+    format!("{{c:{id}}}:l")
+}
+/// A campaign's recipients as a SET, so each user is listed once.
+pub fn campaign_members(id: &str) -> String {
+    format!("{{c:{id}}}:s")
+}
+/// Every campaign id (score 0, so in id order: ULIDs sort by creation time).
+pub const CAMPAIGNS: &str = "campaigns";
+/// The ids of campaigns neither completed nor cancelled (score 0, in id order).
+pub const ACTIVE_CAMPAIGNS: &str = "campaigns:active";

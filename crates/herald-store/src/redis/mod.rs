@@ -3,8 +3,11 @@
 //! priority lane), and live events travel over pub/sub to every node. The push outbox is one
 //! script per batch on the `{q}` slot (see `outbox`); devices are in `devices`. Delivery policy
 //! keeps categories and preferences in `policy`, frequency caps in `caps`, collapse keys in
-//! `collapse` and decision counts and logs in `decisions`.
+//! `collapse` and decision counts and logs in `decisions`. Campaigns are in `campaigns`, their
+//! recipient lists in `recipients`, and the index of device owners a push to everyone walks in
+//! `owners`.
 
+mod campaigns;
 mod caps;
 mod collapse;
 mod connection;
@@ -14,7 +17,9 @@ mod events;
 mod global;
 mod keys;
 mod outbox;
+mod owners;
 mod policy;
+mod recipients;
 mod scripts;
 
 use std::collections::HashMap;
@@ -29,6 +34,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use herald_core::{Cursor, Device, EventBody, Notification, Position, Recipients};
 use tokio::sync::mpsc;
 
+use self::campaigns::CampaignScripts;
 use self::connection::{Conn, Deployment};
 use self::devices::DeviceScripts;
 use self::global::GlobalCache;
@@ -76,6 +82,7 @@ pub struct RedisStore {
     device_scripts: DeviceScripts,
     outbox_scripts: OutboxScripts,
     policy_scripts: PolicyScripts,
+    campaign_scripts: CampaignScripts,
     live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
     /// Own unfinished jobs from a previous run are read back before new ones.
@@ -169,6 +176,7 @@ impl RedisStore {
             device_scripts: DeviceScripts::new(),
             outbox_scripts: OutboxScripts::new(),
             policy_scripts: PolicyScripts::new(),
+            campaign_scripts: CampaignScripts::new(),
             live_rx: Mutex::new(Some(rx)),
             live_enabled,
             own_pending_done: AtomicBool::new(false),
@@ -968,6 +976,42 @@ impl Store for RedisStore {
 
     async fn decisions(&self, user: &str, limit: usize) -> Result<Vec<DecisionRecord>> {
         self.newest_decisions(user, limit).await
+    }
+
+    async fn create_campaign(&self, campaign: &Campaign) -> Result<()> {
+        self.create_campaign_record(campaign).await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<Campaign>> {
+        self.load_campaign(id).await
+    }
+
+    async fn campaigns(&self, before: Option<&str>, limit: usize) -> Result<Vec<Campaign>> {
+        self.newest_campaigns(before, limit).await
+    }
+
+    async fn active_campaigns(&self) -> Result<Vec<Campaign>> {
+        self.unfinished_campaigns().await
+    }
+
+    async fn update_campaign(&self, campaign: &Campaign) -> Result<bool> {
+        self.replace_campaign(campaign).await
+    }
+
+    async fn add_recipients(&self, campaign: &str, users: &[String]) -> Result<RecipientsAdded> {
+        self.append_recipients(campaign, users).await
+    }
+
+    async fn recipient_count(&self, campaign: &str) -> Result<u64> {
+        self.count_recipients(campaign).await
+    }
+
+    async fn recipients(&self, campaign: &str, from: u64, limit: usize) -> Result<Vec<String>> {
+        self.recipients_from(campaign, from, limit).await
+    }
+
+    async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        self.owners_after(after, limit).await
     }
 
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {

@@ -433,3 +433,31 @@ redis.call('LTRIM', KEYS[1], 0, max - 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 0
 "#;
+
+/// KEYS: a user's devices. ARGV: a device id. Takes the device out of the user's index and
+/// returns how many devices the index still holds (0: the user no longer owns any).
+pub const UNINDEX_DEVICE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"#;
+
+/// KEYS: a campaign's record. ARGV: the version the caller read, the new version, the new JSON.
+/// Returns 1 if replaced, 0 if the record is missing or has another version. Versions are
+/// compared as the strings written, so there is no number conversion to get wrong.
+pub const UPDATE_CAMPAIGN: &str = r#"
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'j', ARGV[3])
+return 1
+"#;
+
+/// KEYS: a campaign's member set, its list. ARGV: users, in upload order. Lists each user not
+/// yet a member at the end, in order; returns how many were new. The new ones go to RPUSH in
+/// chunks: Lua's `unpack` has a limit on how many values it can spread.
+pub const ADD_RECIPIENTS: &str = r#"
+local fresh = {}
+for i = 1, #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then fresh[#fresh + 1] = ARGV[i] end
+end
+for i = 1, #fresh, 1000 do redis.call('RPUSH', KEYS[2], unpack(fresh, i, math.min(i + 999, #fresh))) end
+return #fresh
+"#;

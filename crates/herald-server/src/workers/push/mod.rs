@@ -2,6 +2,7 @@
 //! [`sender`] through the configured [`providers`].
 
 pub mod enqueue;
+pub mod gate;
 pub mod providers;
 pub mod sender;
 

@@ -6,19 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use herald_core::Platform;
+use herald_core::{Platform, Priority};
 use herald_push::config::{ProviderLimits, RetryConfig};
 use herald_push::http::HttpOptions;
 use herald_push::webhook::Webhook;
 use herald_push::{Provider, apns::Apns, fcm::Fcm, webpush::WebPush};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
+use super::gate::{LaneGate, Slot};
 use crate::config::Config;
 
 /// A provider (or webhook) and the limits it is driven under.
 pub struct Limited<P: ?Sized> {
     pub outlet: Arc<P>,
-    permits: Arc<Semaphore>,
+    slots: Arc<LaneGate>,
     rate: Option<DefaultDirectRateLimiter>,
 }
 
@@ -26,24 +27,20 @@ impl<P: ?Sized> Limited<P> {
     fn new(outlet: Arc<P>, limits: &ProviderLimits) -> Self {
         Self {
             outlet,
-            permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            slots: LaneGate::new(limits.concurrency.max(1)),
             rate: NonZeroU32::new(limits.rate_per_second)
                 .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
         }
     }
 
-    /// Waits for a free slot and the rate limit; the slot is held until the permit drops.
-    pub async fn ready(&self) -> tokio::sync::OwnedSemaphorePermit {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("provider semaphores are never closed");
+    /// Waits for a free slot (higher lanes first) and the rate limit; the slot is held until
+    /// it drops.
+    pub async fn ready(&self, lane: Priority) -> Slot {
+        let slot = self.slots.acquire(lane).await;
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }
-        permit
+        slot
     }
 }
 

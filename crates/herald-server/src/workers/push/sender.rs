@@ -187,7 +187,7 @@ async fn send(
             let reason = format!("webhook {name} is no longer configured");
             return done(task, SendStatus::Failed, Some(reason));
         };
-        let _slot = hook.ready().await;
+        let _slot = hook.ready(task.lane).await;
         (
             "webhook",
             hook.outlet.send(&item.notification, dry_run).await,
@@ -202,7 +202,7 @@ async fn send(
         };
         match providers.provider(device.platform) {
             Some(provider) => {
-                let _slot = provider.ready().await;
+                let _slot = provider.ready(task.lane).await;
                 (
                     device.platform.as_str(),
                     provider.outlet.send(&item.message, &device, dry_run).await,

@@ -7,6 +7,7 @@
 mod broadcast;
 mod clients;
 mod fanout;
+mod preemption;
 mod publish;
 mod push;
 mod server;
@@ -39,6 +40,8 @@ enum Bench {
     Fanout(fanout::Args),
     /// Sends per second to the fake FCM over HTTP/2, next to h2load against the same fake.
     Push(push::Args),
+    /// Time for one `high` push to reach the fake FCM behind a backlog of `low` pushes.
+    Preemption(preemption::Args),
 }
 
 /// Where the human-readable lines go: stdout, or stderr when stdout carries JSON.
@@ -72,7 +75,7 @@ pub fn run(args: Args) -> Result<(), String> {
         Bench::SseLatency(a) => a.clients + a.publishers,
         Bench::Broadcast(a) => a.clients,
         Bench::SseMemory(a) => a.clients + 1,
-        Bench::Fanout(_) | Bench::Push(_) => 0,
+        Bench::Fanout(_) | Bench::Push(_) | Bench::Preemption(_) => 0,
     } as libc::rlim_t
         + 64;
     if needed > limit {
@@ -93,6 +96,7 @@ pub fn run(args: Args) -> Result<(), String> {
             Bench::SseMemory(a) => sse_memory::run(a, out).await,
             Bench::Fanout(a) => fanout::run(a, out).await,
             Bench::Push(a) => push::run(a, out).await,
+            Bench::Preemption(a) => preemption::run(a, out).await,
         }
     });
     // Client tasks still parked on their sockets are dropped with the runtime.

@@ -40,6 +40,12 @@ impl Server {
 
     /// Like [`start`](Self::start), with extra `HERALD_*` settings (e.g. the Redis URL).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::start_with_args(env, &[]).await
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env), with extra `herald serve` arguments
+    /// (e.g. `--config FILE`).
+    pub async fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Result<Self, String> {
         let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("herald-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -67,6 +73,7 @@ impl Server {
             .arg(addr.to_string())
             .arg("--data")
             .arg(dir.join("data"))
+            .args(args)
             .env("HERALD_API_KEY", &api_key)
             .env("HERALD_TOKEN_SECRET", &token_secret)
             // HERALD_LOG_LEVEL rather than HERALD_LOG: older servers refuse the short name.

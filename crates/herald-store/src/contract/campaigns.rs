@@ -1,0 +1,244 @@
+//! Contract cases of campaigns: records changed by compare-and-set, recipient lists that hold
+//! each user once in upload order, and the device owners a push to everyone walks.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use herald_core::campaign::CampaignRequest;
+use herald_core::device::device_id;
+use herald_core::{Campaign, CampaignState, Device, Platform};
+
+use super::{Harness, Limits};
+use crate::*;
+
+fn campaign(name: &str) -> Campaign {
+    let request: CampaignRequest = serde_json::from_value(serde_json::json!({
+        "name": name,
+        "message": {"title": format!("{name} title"), "priority": "low"},
+    }))
+    .unwrap();
+    let id = ulid::Generator::new().generate().expect("ulid").to_string();
+    request.into_campaign(id, 1_800_000_000_000)
+}
+
+fn users(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:05}")).collect()
+}
+
+pub async fn campaigns_are_kept_listed_and_found_while_active<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let mut h = make(Limits::default()).await;
+    let store = h.store();
+    let mut made = Vec::new();
+    for name in ["first", "second", "third"] {
+        let c = campaign(name);
+        store.create_campaign(&c).await.unwrap();
+        made.push(c);
+        // ULIDs of different milliseconds, so the order is unambiguous.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        store.campaign(&made[1].id).await.unwrap(),
+        Some(made[1].clone())
+    );
+    assert_eq!(store.campaign("nope").await.unwrap(), None);
+    let names = |list: Vec<Campaign>| list.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.campaigns(None, 10).await.unwrap()),
+        ["third", "second", "first"],
+        "newest first"
+    );
+    assert_eq!(
+        names(store.campaigns(Some(&made[2].id), 1).await.unwrap()),
+        ["second"]
+    );
+    let done = Campaign {
+        state: CampaignState::Completed,
+        ..made[0].clone()
+    };
+    assert!(store.update_campaign(&done).await.unwrap());
+    drop(store);
+    h.restart().await;
+    let store = h.store();
+    assert_eq!(
+        names(store.active_campaigns().await.unwrap()),
+        ["second", "third"],
+        "oldest first, without finished ones; kept across restarts"
+    );
+    let stored = store.campaign(&made[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.state, CampaignState::Completed);
+    assert_eq!(stored.version, 1);
+}
+
+pub async fn campaign_changes_are_compare_and_set<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let h = make(Limits::default()).await;
+    let store = h.store();
+    let c = campaign("race");
+    store.create_campaign(&c).await.unwrap();
+    // Ten writers start from the same copy: exactly one wins.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store: Arc<dyn Store> = store.clone();
+            let mut change = c.clone();
+            change.owner = Some(format!("node-{i}"));
+            change.state = CampaignState::Sending;
+            tokio::spawn(async move { store.update_campaign(&change).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        won += u32::from(task.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let stored = store.campaign(&c.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.state, CampaignState::Sending);
+    assert!(
+        !store.update_campaign(&c).await.unwrap(),
+        "a stale copy changes nothing"
+    );
+    let next = Campaign {
+        done: 42,
+        ..stored.clone()
+    };
+    assert!(store.update_campaign(&next).await.unwrap());
+    assert_eq!(store.campaign(&c.id).await.unwrap().unwrap().done, 42);
+    let ghost = campaign("never created");
+    assert!(!store.update_campaign(&ghost).await.unwrap());
+    assert_eq!(store.campaign(&ghost.id).await.unwrap(), None);
+}
+
+pub async fn recipients_are_listed_once_in_upload_order<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let mut h = make(Limits::default()).await;
+    let store = h.store();
+    let (a, b) = (campaign("a"), campaign("b"));
+    let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .add_recipients(&a.id, &list(&["ann", "bob", "ann", "cat"]))
+            .await
+            .unwrap(),
+        RecipientsAdded {
+            added: 3,
+            duplicates: 1
+        }
+    );
+    assert_eq!(
+        store
+            .add_recipients(&a.id, &list(&["cat", "dan"]))
+            .await
+            .unwrap(),
+        RecipientsAdded {
+            added: 1,
+            duplicates: 1
+        }
+    );
+    store.add_recipients(&b.id, &list(&["dan"])).await.unwrap();
+    drop(store);
+    h.restart().await;
+    let store = h.store();
+    assert_eq!(store.recipient_count(&a.id).await.unwrap(), 4);
+    assert_eq!(store.recipient_count(&b.id).await.unwrap(), 1);
+    assert_eq!(store.recipient_count("none").await.unwrap(), 0);
+    assert_eq!(
+        store.recipients(&a.id, 0, 10).await.unwrap(),
+        list(&["ann", "bob", "cat", "dan"])
+    );
+    assert_eq!(store.recipients(&a.id, 2, 1).await.unwrap(), list(&["cat"]));
+    assert!(store.recipients(&a.id, 4, 10).await.unwrap().is_empty());
+    assert!(store.add_recipients(&a.id, &[]).await.unwrap() == RecipientsAdded::default());
+}
+
+pub async fn concurrent_uploads_never_share_a_position<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let h = make(Limits::default()).await;
+    let store = h.store();
+    let c = campaign("big");
+    let tasks: Vec<_> = ["x", "y", "z"]
+        .into_iter()
+        .map(|prefix| {
+            let store: Arc<dyn Store> = store.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move {
+                for chunk in users(prefix, 3000).chunks(500) {
+                    store.add_recipients(&id, chunk).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.recipient_count(&c.id).await.unwrap(), 9000);
+    let mut seen = HashSet::new();
+    let mut from = 0;
+    loop {
+        let page = store.recipients(&c.id, from, 2048).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        from += page.len() as u64;
+        seen.extend(page);
+    }
+    assert_eq!(
+        (from, seen.len()),
+        (9000, 9000),
+        "every user at one position"
+    );
+}
+
+pub async fn device_owners_are_walked_in_id_order<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let h = make(Limits::default()).await;
+    let store = h.store();
+    let device = |user: &str, token: &str| Device {
+        id: device_id(Platform::Fcm, token),
+        user: user.to_owned(),
+        platform: Platform::Fcm,
+        address: token.to_owned(),
+        keys: None,
+        app: None,
+        locale: None,
+        timezone: None,
+        registered_at: 1_000,
+    };
+    for (user, token) in [
+        ("carl", "t1"),
+        ("abby", "t2"),
+        ("abby", "t3"),
+        ("bert", "t4"),
+    ] {
+        store.register_device(device(user, token)).await.unwrap();
+    }
+    let owners = store.device_owners(None, 10).await.unwrap();
+    assert_eq!(owners, ["abby", "bert", "carl"]);
+    assert_eq!(
+        store.device_owners(Some("abby"), 1).await.unwrap(),
+        ["bert"]
+    );
+    assert!(
+        store
+            .device_owners(Some("carl"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .remove_device("bert", &device_id(Platform::Fcm, "t4"))
+        .await
+        .unwrap();
+    // A device moving to another user moves its owner too.
+    store.register_device(device("dora", "t1")).await.unwrap();
+    assert_eq!(
+        store.device_owners(None, 10).await.unwrap(),
+        ["abby", "dora"]
+    );
+}

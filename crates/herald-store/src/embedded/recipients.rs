@@ -1,0 +1,78 @@
+//! Campaign recipient lists in the embedded engine, built for lists of millions:
+//! `recipients` maps `campaign \0 user` to the user's position (membership, so each user is
+//! listed once), `recipient_positions` maps `campaign \0 position` to the user (the list in
+//! upload order, positions big-endian so one range scan reads a page), and `recipient_counts`
+//! holds each list's length, which is also the next position. An upload is one writer op, so
+//! positions never collide, and its duplicate checks see its own earlier writes via the overlay.
+
+use fjall::Keyspace;
+
+use super::keys::{user_key, user_seq};
+use super::overlay::{Overlay, backend};
+use super::records::*;
+use crate::{RecipientsAdded, Result};
+
+/// Appends the users not yet listed, in order, at the next positions.
+pub fn add(overlay: &mut Overlay<'_>, campaign: &str, users: &[String]) -> Result<RecipientsAdded> {
+    let first = decode_count(
+        overlay
+            .get(RECIPIENT_COUNTS, campaign.as_bytes())?
+            .as_deref(),
+    )?;
+    let mut next = first;
+    let mut duplicates = 0;
+    for user in users {
+        let member = user_key(campaign, user.as_bytes());
+        if overlay.get(RECIPIENTS, &member)?.is_some() {
+            duplicates += 1;
+            continue;
+        }
+        overlay.put(RECIPIENTS, member, next.to_be_bytes().to_vec());
+        overlay.put(
+            RECIPIENT_POSITIONS,
+            user_seq(campaign, next),
+            user.as_bytes().to_vec(),
+        );
+        next += 1;
+    }
+    if next != first {
+        overlay.put(
+            RECIPIENT_COUNTS,
+            campaign.as_bytes().to_vec(),
+            next.to_be_bytes().to_vec(),
+        );
+    }
+    Ok(RecipientsAdded {
+        added: next - first,
+        duplicates,
+    })
+}
+
+pub fn count(keyspace: &Keyspace, campaign: &str) -> Result<u64> {
+    decode_count(
+        keyspace
+            .get(campaign.as_bytes())
+            .map_err(backend)?
+            .as_deref(),
+    )
+}
+
+/// The users at positions `from .. from + limit`.
+pub fn page(keyspace: &Keyspace, campaign: &str, from: u64, limit: usize) -> Result<Vec<String>> {
+    // `campaign \x01` is just past every `campaign \0 …` key.
+    let mut end = campaign.as_bytes().to_vec();
+    end.push(1);
+    let mut users = Vec::with_capacity(limit.min(16 * 1024));
+    for guard in keyspace.range(user_seq(campaign, from)..end).take(limit) {
+        let (_, value) = guard.into_inner().map_err(backend)?;
+        users.push(String::from_utf8(value.to_vec()).map_err(backend)?);
+    }
+    Ok(users)
+}
+
+fn decode_count(raw: Option<&[u8]>) -> Result<u64> {
+    match raw {
+        None => Ok(0),
+        Some(raw) => Ok(u64::from_be_bytes(raw.try_into().map_err(backend)?)),
+    }
+}
