@@ -37,6 +37,8 @@ enum Command {
     Token(commands::token::Args),
     /// Publish a notification to a running server.
     Send(commands::send::Args),
+    /// Create, start, steer and watch campaigns on a running server.
+    Campaign(commands::campaign::Args),
     /// Run a benchmark against a freshly started server and print figures.
     Bench(commands::bench::Args),
     /// Generate a VAPID key pair for Web Push.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Token(args) => commands::token::run(args),
         Command::Send(args) => commands::send::run(args),
+        Command::Campaign(args) => commands::campaign::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::VapidKeys(args) => commands::vapid_keys::run(args),
         Command::FakeProvider(args) => commands::fake_provider::run(args),

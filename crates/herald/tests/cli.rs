@@ -1,4 +1,4 @@
-//! The `herald` command: first start, configuration sources, `token` and `send`.
+//! The `herald` command: first start, configuration sources, `token`, `send` and `campaign`.
 
 mod common;
 
@@ -48,7 +48,7 @@ fn serve_in(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (Runn
 fn help_lists_the_commands() {
     let out = Command::new(herald_bin()).arg("--help").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for command in ["serve", "token", "send", "bench"] {
+    for command in ["serve", "token", "send", "campaign", "bench"] {
         assert!(
             text.contains(command),
             "{command} missing from --help:\n{text}"
@@ -234,4 +234,125 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("api_key must be at least 16"));
+}
+
+/// Runs `herald` with `args` against `server`, as a script would.
+fn herald_against(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(herald_bin())
+        .args(args)
+        .args(["--server", &format!("http://{}", server.addr)])
+        .args(["--api-key", API_KEY])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_create_uploads_a_file_and_watch_follows_it_to_completion() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    // A header, three users, one of them twice, and a line (5) that holds no user id.
+    std::fs::write(
+        &users,
+        "email,user_id\nann@x.org,ann\nbob@x.org,bob\nann@x.org,ann\nbad@x.org,not a user id\ncyd@x.org,cyd\n",
+    )
+    .unwrap();
+    let out = herald_against(
+        &server,
+        &[
+            "campaign",
+            "create",
+            "--title",
+            "Spring sale",
+            "--channels",
+            "inbox",
+            "--users",
+            users.to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("3 added, 1 duplicates, 1 malformed; 3 recipients")
+            && stderr.contains("line 5: "),
+        "the upload report: {stderr}"
+    );
+    // Stdout is the id alone, for `id=$(herald campaign create ...)`.
+    let id = stdout.trim().to_owned();
+    assert_eq!(id.len(), 26, "a ULID: {stdout:?}");
+
+    let watch = herald_against(&server, &["campaign", "watch", &id, "--interval", "200ms"]);
+    let progress = String::from_utf8_lossy(&watch.stdout);
+    assert!(
+        watch.status.success(),
+        "{progress}{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    assert!(
+        !progress.contains('\r'),
+        "plain lines when not on a terminal"
+    );
+    let last = progress.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("completed") && last.contains("3/3") && last.contains("inbox 3 delivered"),
+        "{progress}"
+    );
+    for user in ["ann", "bob", "cyd"] {
+        server
+            .inbox_until(user, "the campaign's notification", |inbox| {
+                titles(inbox) == ["Spring sale"]
+            })
+            .await;
+    }
+
+    // Scheduled with --at, it waits; cancelled, `watch` fails.
+    let out = herald_against(
+        &server,
+        &[
+            "campaign",
+            "create",
+            "--title",
+            "Later",
+            "--topic",
+            "news",
+            "--at",
+            "2099-01-01T00:00:00Z",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["state"], "scheduled");
+    let later = view["id"].as_str().unwrap();
+    let out = herald_against(&server, &["campaign", "cancel", later]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{later} cancelled")
+    );
+    let watch = herald_against(&server, &["campaign", "watch", later]);
+    assert!(!watch.status.success());
+    assert!(String::from_utf8_lossy(&watch.stderr).contains("cancelled"));
+    let list = herald_against(&server, &["campaign", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains(&id) && list.contains(later), "{list}");
+
+    // The server's problems come out as their detail and field errors.
+    let out = herald_against(&server, &["campaign", "create", "--title", "", "--all"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("message.title"), "{err}");
+    let out = herald_against(&server, &["campaign", "start", "01NOSUCHCAMPAIGN"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no campaign with id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -15,6 +15,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 const MAX_LINE: usize = 64 * 1024;
 /// Largest response body read into memory.
 const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Bytes read from a streamed request body and sent as one chunk.
+const STREAM_CHUNK: usize = 64 * 1024;
 
 pub struct Connection {
     reader: BufReader<OwnedReadHalf>,
@@ -111,6 +113,50 @@ impl Connection {
             out.extend_from_slice(body);
         }
         self.writer.write_all(out).await
+    }
+
+    /// Sends a request whose body is read from `body` as it is sent, in chunked transfer
+    /// encoding, so a file of any size goes out in constant memory; then reads the response.
+    pub async fn request_streamed(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        mut body: impl AsyncRead + Unpin,
+    ) -> std::io::Result<Response> {
+        let out = &mut self.out;
+        out.clear();
+        write!(out, "{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host)?;
+        if let Some(token) = bearer {
+            write!(out, "Authorization: Bearer {token}\r\n")?;
+        }
+        write!(
+            out,
+            "Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )?;
+        // The head, then each chunk once read; the zero-length chunk ends the body.
+        let mut chunk = vec![0; STREAM_CHUNK];
+        let mut last = false;
+        loop {
+            if let Err(e) = self.writer.write_all(&self.out).await {
+                // The server may have answered early (413 past its upload limit) and closed:
+                // its answer says more than the broken pipe.
+                return self.read_response().await.map_err(|_| e);
+            }
+            if last {
+                break;
+            }
+            // A failing read of the body is returned at once: waiting for an answer to a
+            // half-sent body would hang.
+            let n = body.read(&mut chunk).await?;
+            self.out.clear();
+            write!(self.out, "{n:x}\r\n")?;
+            self.out.extend_from_slice(&chunk[..n]);
+            self.out.extend_from_slice(b"\r\n");
+            last = n == 0;
+        }
+        self.read_response().await
     }
 
     pub async fn read_response(&mut self) -> std::io::Result<Response> {

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod campaign;
 pub mod fake_provider;
 pub mod http;
 pub mod send;
@@ -17,6 +18,26 @@ pub fn load_config(args: &ConfigArgs) -> Result<Config, String> {
         config.data = data.clone();
     }
     Ok(config)
+}
+
+/// The publisher API key: `--api-key`, else `HERALD_API_KEY`, else the data directory's
+/// `api_key` file (the one `herald serve` generates on first start).
+pub fn api_key(given: Option<&str>, config: &ConfigArgs) -> Result<String, String> {
+    if let Some(key) = given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("HERALD_API_KEY").ok())
+    {
+        return Ok(key);
+    }
+    let path = load_config(config)?.data.join("api_key");
+    std::fs::read_to_string(&path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| {
+            format!(
+                "no API key given and {} is unreadable ({e}); pass --api-key",
+                path.display()
+            )
+        })
 }
 
 /// Parses durations such as `90`, `90s`, `15m`, `12h`, `7d` into seconds.
