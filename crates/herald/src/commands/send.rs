@@ -59,25 +59,7 @@ pub fn run(args: Args) -> Result<(), String> {
     if let Some(key) = &args.idempotency_key {
         body["idempotency_key"] = json!(key);
     }
-    let key = match args
-        .api_key
-        .clone()
-        .or_else(|| std::env::var("HERALD_API_KEY").ok())
-    {
-        Some(key) => key,
-        None => {
-            let config = super::load_config(&args.config)?;
-            let path = config.data.join("api_key");
-            std::fs::read_to_string(&path)
-                .map(|s| s.trim().to_owned())
-                .map_err(|e| {
-                    format!(
-                        "no API key given and {} is unreadable ({e}); pass --api-key",
-                        path.display()
-                    )
-                })?
-        }
-    };
+    let key = super::api_key(args.api_key.as_deref(), &args.config)?;
     let addr = parse_server(&args.server)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,6 +5,7 @@
 //! human-readable lines, and with `--json` one JSON object on stdout (the lines then go to stderr).
 
 mod broadcast;
+mod campaign;
 mod clients;
 mod fanout;
 mod preemption;
@@ -42,6 +43,9 @@ enum Bench {
     Push(push::Args),
     /// Time for one `high` push to reach the fake FCM behind a backlog of `low` pushes.
     Preemption(preemption::Args),
+    /// One campaign to N users end to end: upload, time from `send_at` to the last inbox entry
+    /// or push send (next to h2load), and the server's memory.
+    Campaign(campaign::Args),
 }
 
 /// Where the human-readable lines go: stdout, or stderr when stdout carries JSON.
@@ -75,7 +79,7 @@ pub fn run(args: Args) -> Result<(), String> {
         Bench::SseLatency(a) => a.clients + a.publishers,
         Bench::Broadcast(a) => a.clients,
         Bench::SseMemory(a) => a.clients + 1,
-        Bench::Fanout(_) | Bench::Push(_) | Bench::Preemption(_) => 0,
+        Bench::Fanout(_) | Bench::Push(_) | Bench::Preemption(_) | Bench::Campaign(_) => 0,
     } as libc::rlim_t
         + 64;
     if needed > limit {
@@ -97,6 +101,7 @@ pub fn run(args: Args) -> Result<(), String> {
             Bench::Fanout(a) => fanout::run(a, out).await,
             Bench::Push(a) => push::run(a, out).await,
             Bench::Preemption(a) => preemption::run(a, out).await,
+            Bench::Campaign(a) => campaign::run(a, out).await,
         }
     });
     // Client tasks still parked on their sockets are dropped with the runtime.

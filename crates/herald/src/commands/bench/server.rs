@@ -46,6 +46,16 @@ impl Server {
     /// Like [`start_with_env`](Self::start_with_env), with extra `herald serve` arguments
     /// (e.g. `--config FILE`).
     pub async fn start_with_args(env: &[(&str, &str)], args: &[&str]) -> Result<Self, String> {
+        Self::start_on_data(env, args, None).await
+    }
+
+    /// Like [`start_with_args`](Self::start_with_args), on a data directory the caller prepared
+    /// (and removes): `None` is a fresh one of the server's own.
+    pub async fn start_on_data(
+        env: &[(&str, &str)],
+        args: &[&str],
+        data: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
         let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("herald-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -72,7 +82,7 @@ impl Server {
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data")
-            .arg(dir.join("data"))
+            .arg(data.map_or_else(|| dir.join("data"), std::path::Path::to_path_buf))
             .args(args)
             .env("HERALD_API_KEY", &api_key)
             .env("HERALD_TOKEN_SECRET", &token_secret)
@@ -241,7 +251,7 @@ pub fn rss_of(status_file: &str) -> Result<u64, String> {
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_of_process(pid: u32) -> Option<f64> {
+pub fn cpu_of_process(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; the fields after it are space-separated.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -254,7 +264,7 @@ fn cpu_of_process(pid: u32) -> Option<f64> {
 }
 
 /// CPU time (user + system) this process has used so far.
-fn own_cpu() -> f64 {
+pub fn own_cpu() -> f64 {
     // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we pass and has no other effect.
