@@ -379,14 +379,13 @@ async fn kill_9_mid_campaign_loses_nothing_and_doubles_nothing(engine: Engine) {
     let repeated: usize = per_token.values().map(|n| n - 1).sum();
     // Only sends in flight at the crash may repeat (their answer was not recorded yet).
     assert!(repeated <= 4096, "{repeated} sends repeated");
-    for user in [&users[0], &users[700], &users[1499]] {
-        assert_eq!(
-            titles(&live.inbox(user).await),
-            ["Survive"],
-            "one inbox entry for {user}"
-        );
+    // Every recipient has the notification in the inbox exactly once.
+    for chunk in users.chunks(50) {
+        let inboxes = futures_util::future::join_all(chunk.iter().map(|u| live.inbox(u))).await;
+        for (user, inbox) in chunk.iter().zip(inboxes) {
+            assert_eq!(titles(&inbox), ["Survive"], "one inbox entry for {user}");
+        }
     }
-    assert!(c["channels"]["inbox"]["delivered"].as_u64().unwrap() >= 1500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

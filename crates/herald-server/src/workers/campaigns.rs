@@ -4,10 +4,12 @@
 //! Exactly once per recipient and channel, across restarts and nodes: a node claims a campaign
 //! with a lease before it sends, every batch is idempotent in the store (inbox entries per
 //! user and notification, sends per notification and device, cap charges and collapse claims
-//! per notification), and progress is checkpointed after each batch by compare-and-set. A crash
-//! repeats at most the batch in hand, which changes nothing the second time; a pause or cancel
-//! (or another node taking over) makes the checkpoint fail and the worker let go.
+//! per notification), and progress is checkpointed after each batch, in audience order, by
+//! compare-and-set. A crash repeats at most the few batches in hand, which changes nothing the
+//! second time; a pause or cancel (or another node taking over) makes the checkpoint fail and
+//! the worker let go.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,12 +18,18 @@ use herald_core::{
 };
 use herald_store::{Accept, Accepted, EntryFlags, Idempotency, Store, StoreError};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 use super::policy::{PolicyContext, deliver_to};
 use super::push::Providers;
 
 /// Recipients handled per batch (and per checkpoint).
 const BATCH: usize = 4096;
+/// Batches delivered at once.
+const PIPELINE: usize = 3;
+
+/// A batch being delivered: its task, its size and its last user (the walk cursor after it).
+type InHand = (JoinHandle<Result<(), StoreError>>, usize, Option<String>);
 /// How long one campaign is sent before the worker looks at the others again.
 const SLICE: Duration = Duration::from_secs(1);
 /// How often the worker looks for due campaigns when nothing woke it.
@@ -97,6 +105,10 @@ impl CampaignWorker {
     }
 
     /// Sends batches of one campaign for up to [`SLICE`]. False if it could not claim it.
+    ///
+    /// Up to [`PIPELINE`] batches are delivered at once (reads and writes of one overlap the
+    /// others'); progress is checkpointed in audience order, so a crash repeats at most the
+    /// batches in hand, each idempotent.
     async fn send(&self, mut c: Campaign) -> Result<bool, StoreError> {
         let now = herald_core::time::now_ms();
         c.owner = Some(self.node.clone());
@@ -115,87 +127,125 @@ impl CampaignWorker {
             self.store.update_campaign(&c).await?;
             return Ok(false);
         };
+        let n = self.for_delivery(&c, n).await?;
+        // A rate limit paces one batch at a time; otherwise batches overlap.
+        let (batch, pipeline) = match c.rate_per_second {
+            Some(rate) => (BATCH.min(rate as usize), 1),
+            None => (BATCH, PIPELINE),
+        };
         let slice_end = Instant::now() + SLICE;
+        let mut read = (c.done, c.walk_cursor.clone());
+        let mut in_hand: VecDeque<InHand> = VecDeque::new();
+        let mut exhausted = false;
         loop {
-            let started = Instant::now();
-            let batch = c.rate_per_second.map_or(BATCH, |r| BATCH.min(r as usize));
-            let handled = self.next_batch(&mut c, &n, batch).await?;
-            if handled == 0 {
-                c.state = CampaignState::Completed;
-                c.finished_at = Some(herald_core::time::now_ms());
-                c.owner = None;
-                self.checkpoint(&mut c).await?;
-                tracing::info!(campaign = %c.id, recipients = c.done, "campaign completed");
-                return Ok(true);
+            while !exhausted && in_hand.len() < pipeline && Instant::now() < slice_end {
+                let started = Instant::now();
+                let users = self.read_batch(&c, &mut read, batch).await?;
+                if users.is_empty() {
+                    exhausted = true;
+                    break;
+                }
+                let (len, last) = (users.len(), users.last().cloned());
+                in_hand.push_back((self.deliver(&n, users), len, last));
+                if let Some(rate) = c.rate_per_second {
+                    let spent = Duration::from_secs_f64(len as f64 / f64::from(rate));
+                    tokio::time::sleep(spent.saturating_sub(started.elapsed())).await;
+                }
+            }
+            let Some((delivery, len, last)) = in_hand.pop_front() else {
+                break;
+            };
+            delivery
+                .await
+                .map_err(|e| StoreError::Backend(format!("campaign batch: {e}")))??;
+            c.done += len as u64;
+            if c.audience != Audience::List {
+                c.walk_cursor = last;
             }
             c.lease_until = herald_core::time::now_ms() + self.lease.as_millis() as i64;
             if !self.checkpoint(&mut c).await? {
-                // Paused, cancelled or taken over meanwhile: the batch stays done (it is
+                // Paused, cancelled or taken over meanwhile: what was delivered stays (it is
                 // idempotent), and whoever sends next starts from the last checkpoint.
                 return Ok(false);
             }
-            metrics::counter!("herald_campaign_recipients_total").increment(handled as u64);
-            if let Some(rate) = c.rate_per_second {
-                let spent = Duration::from_secs_f64(handled as f64 / f64::from(rate));
-                tokio::time::sleep(spent.saturating_sub(started.elapsed())).await;
-            }
-            if Instant::now() >= slice_end {
-                return Ok(true);
-            }
+            metrics::counter!("herald_campaign_recipients_total").increment(len as u64);
         }
+        if exhausted {
+            c.state = CampaignState::Completed;
+            c.finished_at = Some(herald_core::time::now_ms());
+            c.owner = None;
+            self.checkpoint(&mut c).await?;
+            tracing::info!(campaign = %c.id, recipients = c.done, "campaign completed");
+        }
+        Ok(true)
     }
 
-    /// Delivers the next batch of the audience; returns how many recipients it held.
-    async fn next_batch(
+    /// The next users of the audience after `read` (position, walk cursor), which it moves on.
+    async fn read_batch(
         &self,
-        c: &mut Campaign,
-        n: &Arc<Notification>,
+        c: &Campaign,
+        read: &mut (u64, Option<String>),
         batch: usize,
-    ) -> Result<usize, StoreError> {
-        let (store, providers, policy) = (&*self.store, &*self.providers, &*self.policy);
+    ) -> Result<Vec<String>, StoreError> {
         let users = match &c.audience {
-            Audience::List => store.recipients(&c.id, c.done, batch).await?,
+            Audience::List => self.store.recipients(&c.id, read.0, batch).await?,
             Audience::Topic(topic) => {
-                store
-                    .subscribers(topic, c.walk_cursor.as_deref(), batch)
+                self.store
+                    .subscribers(topic, read.1.as_deref(), batch)
                     .await?
             }
-            Audience::All => {
-                if c.done == 0 && c.walk_cursor.is_none() {
-                    // Everyone's inbox and live streams: one entry in the global feed.
-                    let flags = EntryFlags {
-                        inbox: n.channels.contains(Channel::Inbox),
-                        live: n.channels.contains(Channel::Realtime),
-                    };
-                    if flags.inbox || flags.live {
-                        store.deliver_global(n.clone(), flags).await?;
-                    }
-                }
-                store.device_owners(c.walk_cursor.as_deref(), batch).await?
-            }
+            Audience::All => self.store.device_owners(read.1.as_deref(), batch).await?,
         };
-        if users.is_empty() {
-            return Ok(0);
+        read.0 += users.len() as u64;
+        if let Some(last) = users.last() {
+            read.1 = Some(last.clone());
         }
-        if c.audience == Audience::All {
-            // The global entry reached the inboxes; device owners get the push only.
-            let push_only = Arc::new(Notification {
-                channels: n
-                    .channels
-                    .iter()
-                    .filter(|ch| *ch == Channel::Push)
-                    .collect::<ChannelSet>(),
-                ..(**n).clone()
-            });
-            deliver_to(store, providers, policy, &push_only, &users).await?;
-        } else {
-            deliver_to(store, providers, policy, n, &users).await?;
+        Ok(users)
+    }
+
+    /// The notification as the batches deliver it. For everyone, the global feed reaches every
+    /// inbox and live stream once, and device owners then get the push only.
+    async fn for_delivery(
+        &self,
+        c: &Campaign,
+        n: Arc<Notification>,
+    ) -> Result<Arc<Notification>, StoreError> {
+        if c.audience != Audience::All {
+            return Ok(n);
         }
-        c.done += users.len() as u64;
-        if c.audience != Audience::List {
-            c.walk_cursor = users.last().cloned();
+        if c.done == 0 && c.walk_cursor.is_none() {
+            let flags = EntryFlags {
+                inbox: n.channels.contains(Channel::Inbox),
+                live: n.channels.contains(Channel::Realtime),
+            };
+            if flags.inbox || flags.live {
+                // Idempotent: the global feed holds a notification once.
+                self.store.deliver_global(n.clone(), flags).await?;
+            }
         }
-        Ok(users.len())
+        Ok(Arc::new(Notification {
+            channels: n
+                .channels
+                .iter()
+                .filter(|ch| *ch == Channel::Push)
+                .collect::<ChannelSet>(),
+            ..(*n).clone()
+        }))
+    }
+
+    /// Delivers one batch on its own task, so batches overlap.
+    fn deliver(
+        &self,
+        n: &Arc<Notification>,
+        users: Vec<String>,
+    ) -> JoinHandle<Result<(), StoreError>> {
+        let (store, providers, policy) = (
+            self.store.clone(),
+            self.providers.clone(),
+            self.policy.clone(),
+        );
+        let n = n.clone();
+        tokio::spawn(async move { deliver_to(&*store, &providers, &policy, &n, &users).await })
     }
 
     /// Stores the notification every recipient gets, once per campaign however many nodes

@@ -1,6 +1,8 @@
 //! Devices in the embedded engine: `devices` holds each device by id (so a device is found
 //! whoever owns it), `user_devices` indexes them per user as `user \0 registered_at id`, oldest
-//! first. Writes run on the writer thread, so a move between users is one atomic batch.
+//! first, with a copy of the device as its value, so the fan-out and the sender read a user's
+//! devices with one prefix scan and no lookup per device. Both are written and removed in the
+//! same batch (on the writer thread), so the copy never differs from the record.
 
 use std::collections::HashSet;
 
@@ -18,11 +20,12 @@ pub fn register(overlay: &mut Overlay<'_>, device: &Device, per_user: usize) -> 
     if let Some(previous) = stored(overlay, &device.id)? {
         unindex(overlay, &previous);
     }
-    overlay.put(DEVICES, device.id.as_bytes().to_vec(), to_json(device));
+    let json = to_json(device);
+    overlay.put(DEVICES, device.id.as_bytes().to_vec(), json.clone());
     overlay.put(
         USER_DEVICES,
         keys::user_device(&device.user, device.registered_at, &device.id),
-        Vec::new(),
+        json,
     );
     let prefix = user_prefix(&device.user);
     let owned = overlay.scan_prefix(USER_DEVICES, &prefix, usize::MAX)?;
@@ -68,7 +71,12 @@ pub fn of_users(db: &Database, keyspaces: &[Keyspace], users: &[String]) -> Resu
         }
         let prefix = user_prefix(user);
         for guard in snap.prefix(&keyspaces[USER_DEVICES], &prefix).rev() {
-            let key = guard.key().map_err(backend)?;
+            let (key, copy) = guard.into_inner().map_err(backend)?;
+            if !copy.is_empty() {
+                devices.push(from_json(&copy)?);
+                continue;
+            }
+            // Indexed before the index kept a copy: read the record.
             let id = &key[prefix.len() + 8..];
             if let Some(raw) = snap.get(&keyspaces[DEVICES], id).map_err(backend)? {
                 devices.push(from_json(&raw)?);

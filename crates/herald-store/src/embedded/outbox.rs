@@ -148,6 +148,14 @@ impl OutboxChanges {
     }
 }
 
+/// Where a send due at once is filed in the due index: below every real due time (so it is due
+/// for any `now`), in the order it was queued. The index then grows at its end, and a scan from
+/// the lane's floor never walks back over the tombstones of finished sends; filed under 0 in
+/// target order, each batch a campaign queues would move the floor back to the start.
+fn filing_time() -> i64 {
+    i64::MIN + herald_core::time::now_ms()
+}
+
 /// Queues the tasks whose `(notification, target)` the outbox has not seen; returns how many.
 pub fn enqueue(
     overlay: &mut Overlay<'_>,
@@ -156,17 +164,20 @@ pub fn enqueue(
     tasks: &[PushTask],
 ) -> Result<u64> {
     let mut added = 0;
+    let filed_at = filing_time();
     for task in tasks {
         let identity = keys::push_task(&task.notification, &task.target);
         if overlay.get(PUSH_TASKS, &identity)?.is_some() {
             continue; // pending or done: never twice
         }
         let lane = task.lane.lane() as u8;
-        let due = keys::push_due(lane, task.due_ms, &identity);
-        let state = TaskState::Pending {
-            lane,
-            due_ms: task.due_ms,
+        let due_ms = if task.due_ms <= 0 {
+            filed_at
+        } else {
+            task.due_ms
         };
+        let due = keys::push_due(lane, due_ms, &identity);
+        let state = TaskState::Pending { lane, due_ms };
         overlay.put(PUSH_TASKS, identity, state.encode());
         changes.due_at(lane, &due);
         changes.depth_delta[usize::from(lane)] += 1;
