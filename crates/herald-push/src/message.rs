@@ -19,6 +19,8 @@ pub struct PushMessage {
     pub collapse_key: Option<String>,
     /// [`string_data`](Self::string_data), made on first use and shared by every send.
     pub string_data_cache: OnceLock<BTreeMap<String, String>>,
+    /// The FCM body with holes for the token and TTL, made on first use and shared likewise.
+    pub fcm_body_cache: OnceLock<Result<crate::fcm::BodyTemplate, String>>,
 }
 
 impl PushMessage {
@@ -35,6 +37,7 @@ impl PushMessage {
                 .map(|ttl| n.created_at + i64::from(ttl) * 1000),
             collapse_key: n.collapse_key.clone(),
             string_data_cache: OnceLock::new(),
+            fcm_body_cache: OnceLock::new(),
         }
     }
 

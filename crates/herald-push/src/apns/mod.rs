@@ -7,7 +7,6 @@ mod token;
 use async_trait::async_trait;
 use bytes::Bytes;
 use herald_core::{Device, Platform, Priority};
-use http_body_util::Full;
 use serde::Deserialize;
 
 pub use self::token::ProviderToken;
@@ -84,7 +83,7 @@ impl Provider for Apns {
         if let Some(key) = &message.collapse_key {
             request = request.header("apns-collapse-id", key.as_str());
         }
-        let request = match request.body(Full::new(Bytes::from(payload::payload(message)))) {
+        let request = match request.body(()) {
             Ok(request) => request,
             Err(e) => {
                 return SendResult::Fail {
@@ -92,7 +91,8 @@ impl Provider for Apns {
                 };
             }
         };
-        let response = match self.h2.send(request).await {
+        let body = Bytes::from(payload::payload(message));
+        let response = match self.h2.send(request, body).await {
             Ok(response) => response,
             Err(e) => return transport_failure(e),
         };

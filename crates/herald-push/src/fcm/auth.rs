@@ -93,7 +93,9 @@ impl TokenSource {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
-        let token = self.fetch().await?;
+        // Boxed: the token request's future is large and rare; inline it would enlarge (and
+        // add copying to) every send's future.
+        let token = Box::pin(self.fetch()).await?;
         *self.current.write().expect("token lock") = Some(token.clone());
         Ok(token)
     }

@@ -7,10 +7,10 @@ mod payload;
 use async_trait::async_trait;
 use bytes::Bytes;
 use herald_core::{Device, Platform};
-use http::StatusCode;
-use http_body_util::Full;
+use http::{HeaderValue, Method, StatusCode};
 
 pub use self::auth::{AccessToken, FCM_SCOPE, ServiceAccount, TokenSource};
+pub use self::payload::BodyTemplate;
 use self::payload::ErrorBody;
 use crate::config::FcmConfig;
 use crate::h2::{H2Client, H2Response};
@@ -65,7 +65,7 @@ impl Fcm {
         })
     }
 
-    async fn post(&self, body: &Bytes) -> Result<(AccessToken, H2Response), SendResult> {
+    async fn post(&self, body: Bytes) -> Result<(AccessToken, H2Response), SendResult> {
         let token = self
             .tokens
             .token()
@@ -74,14 +74,21 @@ impl Fcm {
                 reason,
                 after: None,
             })?;
-        let request = http::Request::post(self.send_uri.clone())
-            .header(http::header::AUTHORIZATION, token.header.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body.clone()))
-            .map_err(|e| SendResult::Fail {
-                reason: format!("FCM request: {e}"),
-            })?;
-        let response = self.h2.send(request).await.map_err(transport_failure)?;
+        // Built by hand: the builder would re-validate constant names and values every send.
+        let mut request = http::Request::new(());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.send_uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(http::header::AUTHORIZATION, token.header.clone());
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let response = self
+            .h2
+            .send(request, body)
+            .await
+            .map_err(transport_failure)?;
         Ok((token, response))
     }
 }
@@ -93,8 +100,13 @@ pub fn message_body(
     validate_only: bool,
     now_ms: i64,
 ) -> Result<Vec<u8>, String> {
-    serde_json::to_vec(&payload::request(message, token, validate_only, now_ms))
-        .map_err(|e| format!("FCM message: {e}"))
+    match message
+        .fcm_body_cache
+        .get_or_init(|| BodyTemplate::new(message).map_err(|e| format!("FCM message: {e}")))
+    {
+        Ok(template) => Ok(template.render(message, token, validate_only, now_ms)),
+        Err(reason) => Err(reason.clone()),
+    }
 }
 
 #[async_trait]
@@ -104,21 +116,31 @@ impl Provider for Fcm {
     }
 
     async fn send(&self, message: &PushMessage, device: &Device, dry_run: bool) -> SendResult {
-        let now = herald_core::time::now_ms();
-        let body = match message_body(message, &device.address, dry_run, now) {
-            Ok(body) => Bytes::from(body),
-            Err(reason) => return SendResult::Fail { reason },
+        // The clock matters only for the TTL left.
+        let now = if message.expires_at_ms.is_some() {
+            now_ms()
+        } else {
+            0
         };
-        let (mut token, mut response) = match self.post(&body).await {
-            Ok(sent) => sent,
-            Err(result) => return result,
+        let body = || message_body(message, &device.address, dry_run, now).map(Bytes::from);
+        // The body is moved into the request, not cloned for a retry that rarely comes: a
+        // clone of a `Bytes` made from a `Vec` costs an allocation. The retry renders it again.
+        let (mut token, mut response) = match body() {
+            Ok(body) => match self.post(body).await {
+                Ok(sent) => sent,
+                Err(result) => return result,
+            },
+            Err(reason) => return SendResult::Fail { reason },
         };
         if response.status == StatusCode::UNAUTHORIZED {
             // The access token was revoked or expired early: fetch a new one, once.
             self.tokens.invalidate(&token.value);
-            (token, response) = match self.post(&body).await {
-                Ok(sent) => sent,
-                Err(result) => return result,
+            (token, response) = match body() {
+                Ok(body) => match self.post(body).await {
+                    Ok(sent) => sent,
+                    Err(result) => return result,
+                },
+                Err(reason) => return SendResult::Fail { reason },
             };
             if response.status == StatusCode::UNAUTHORIZED {
                 self.tokens.invalidate(&token.value);
@@ -138,6 +160,13 @@ impl Provider for Fcm {
             &String::from_utf8_lossy(&response.body),
         )
     }
+}
+
+/// Milliseconds since the Unix epoch, straight from the system clock (this runs every send).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What an FCM error answer means for the device and the send.
@@ -165,7 +194,81 @@ fn classify(status: StatusCode, after: Option<std::time::Duration>, text: &str) 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use herald_fakes::{FakeFcm, FakeHandle, FcmConfig, TestCa};
+
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_time_out_and_tokens_refresh_against_the_fake() {
+        let ca = TestCa::new();
+        let fake = FakeFcm::start(&ca, FcmConfig::default()).await.unwrap();
+        let account: ServiceAccount = serde_json::from_str(&fake.service_account_json()).unwrap();
+        let fcm = Arc::new(
+            Fcm::with_account(
+                account,
+                &fake.url(),
+                HttpOptions {
+                    connections: 2,
+                    timeout: Duration::from_millis(300),
+                    extra_ca_pem: Some(Arc::new(ca.ca_pem().into_bytes())),
+                    http2_only: false,
+                },
+            )
+            .unwrap(),
+        );
+        let n: herald_core::Notification = serde_json::from_str(
+            r#"{"id":"N1","to":{"all":true},"title":"Hi","body":"there","created_at":1000,"ttl_seconds":60}"#,
+        )
+        .unwrap();
+        let message = Arc::new(PushMessage::from_notification(&n));
+        let device = |i: usize| Device {
+            id: format!("d{i}"),
+            user: "u".into(),
+            platform: Platform::Fcm,
+            address: format!("tok-{i}"),
+            keys: None,
+            app: None,
+            locale: None,
+            timezone: None,
+            registered_at: 0,
+        };
+        // Many at once over few connections, as the sender does.
+        let sends: Vec<_> = (0..200)
+            .map(|i| {
+                let (fcm, message, device) = (fcm.clone(), message.clone(), device(i));
+                tokio::spawn(async move { fcm.send(&message, &device, false).await })
+            })
+            .collect();
+        for send in sends {
+            assert_eq!(send.await.unwrap(), SendResult::Sent);
+        }
+        assert_eq!(fake.received().len(), 200);
+        assert_eq!(fake.received()[0].message["android"]["ttl"], "0s");
+
+        // A slow answer is a retryable timeout, and the connection stays usable.
+        fake.behaviour().set_delay(Duration::from_secs(2));
+        match fcm.send(&message, &device(0), false).await {
+            SendResult::Retry { reason, .. } => assert!(reason.contains("no answer within")),
+            other => panic!("{other:?}"),
+        }
+        fake.behaviour().set_delay(Duration::ZERO);
+        assert_eq!(
+            fcm.send(&message, &device(1), true).await,
+            SendResult::DryRun
+        );
+
+        // A revoked access token: one 401, a new token, and the send goes through.
+        let issued = fake.stats().access_tokens_issued;
+        fake.revoke_access_tokens();
+        assert_eq!(
+            fcm.send(&message, &device(2), false).await,
+            SendResult::Sent
+        );
+        assert_eq!(fake.stats().access_tokens_issued, issued + 1);
+    }
 
     #[test]
     fn error_answers_map_to_actions() {

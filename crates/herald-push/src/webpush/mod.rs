@@ -342,6 +342,7 @@ mod tests {
             expires_at_ms: None,
             collapse_key: None,
             string_data_cache: Default::default(),
+            fcm_body_cache: Default::default(),
         }
     }
 

@@ -138,14 +138,15 @@ fn h2load(args: &Args, url: &str, body: &PathBuf) -> Result<f64, String> {
 
 /// Herald's FCM client sending `sends` messages: sends per second.
 async fn herald(args: &Args, fcm: Arc<Fcm>, message: Arc<PushMessage>) -> Result<f64, String> {
-    let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let workers = (args.connections * args.streams).max(1);
     let started = Instant::now();
-    let workers: Vec<_> = (0..args.connections * args.streams)
+    let workers: Vec<_> = (0..workers)
         .map(|w| {
-            let (fcm, message, next, failed) =
-                (fcm.clone(), message.clone(), next.clone(), failed.clone());
-            let sends = args.sends;
+            let (fcm, message, failed) = (fcm.clone(), message.clone(), failed.clone());
+            // A fixed share each rather than a shared counter: no contended atomic per send.
+            let share =
+                args.sends / workers as u64 + u64::from((w as u64) < args.sends % workers as u64);
             tokio::spawn(async move {
                 let device = Device {
                     id: format!("bench-{w}"),
@@ -158,7 +159,7 @@ async fn herald(args: &Args, fcm: Arc<Fcm>, message: Arc<PushMessage>) -> Result
                     timezone: None,
                     registered_at: 0,
                 };
-                while next.fetch_add(1, Ordering::Relaxed) < sends {
+                for _ in 0..share {
                     if fcm.send(&message, &device, false).await != SendResult::Sent {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -178,6 +179,13 @@ async fn herald(args: &Args, fcm: Arc<Fcm>, message: Arc<PushMessage>) -> Result
 }
 
 pub async fn run(args: Args, out: Out) -> Result<Value, String> {
+    // Logging as `herald serve` sets it up (info, to stderr). Without any subscriber, the
+    // `log` fallback of `tracing` runs for every (disabled) span inside h2 — about a tenth of
+    // the client's instructions, a cost the server's sender does not have.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .try_init();
     let fake = start_fake()?;
     let message = Arc::new(message());
     let body = herald_push::fcm::message_body(
