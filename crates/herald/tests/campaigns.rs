@@ -2,22 +2,18 @@
 //! scheduled and manual starts, pause / resume / cancel, and `kill -9` mid-campaign with
 //! nothing lost and nothing doubled. Push goes to the fake FCM over TLS and HTTP/2.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::engines::Engine;
 use common::push_fakes::*;
 use common::*;
 use herald_fakes::FakeHandle;
 use herald_testkit::{RedisServer, ServerOptions};
 use serde_json::{Value, json};
-
-#[derive(Clone, Copy)]
-enum Engine {
-    Embedded,
-    Redis,
-}
 
 struct Env {
     server: Server,
@@ -50,27 +46,6 @@ fn redis_env(redis: &Option<RedisServer>) -> Vec<(&'static str, String)> {
 
 fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Engine::Embedded).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Engine::Redis).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(

@@ -2,21 +2,17 @@
 //! frequency caps under racing publishes, quiet hours, collapse keys, TTL, and the per-user
 //! decision log. Push goes to the fake FCM over TLS and HTTP/2.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::engines::Engine;
 use common::push_fakes::*;
 use common::*;
 use herald_fakes::{Failure, FakeHandle};
 use herald_testkit::{RedisServer, ServerOptions};
 use serde_json::{Value, json};
-
-#[derive(Clone, Copy)]
-enum Engine {
-    Embedded,
-    Redis,
-}
 
 /// A running Herald on one engine, with its fakes (and its Redis).
 struct Env {
@@ -44,28 +40,6 @@ async fn start(engine: Engine, extra_config: &str) -> Env {
         fakes,
         _redis: redis,
     }
-}
-
-/// Each case as two tests: one per engine.
-macro_rules! on_both_engines {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Engine::Embedded).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Engine::Redis).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(

@@ -2,6 +2,8 @@
 //! directory, and talks to it over real HTTP, SSE and WebSocket connections.
 #![allow(dead_code)]
 
+#[macro_use]
+pub mod engines;
 pub mod push_fakes;
 pub mod sse;
 

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,8 +32,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Out;
+use super::api::Api;
+use super::h2load::{self, STATIC_TOKEN};
 use super::server::{Server, cpu_of_process, mib, own_cpu};
-use crate::commands::http::Connection;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -81,8 +81,6 @@ enum Register {
 const USER_PREFIX: &str = "user";
 /// FCM tokens are this and the user's number (the length of push.rs's tokens).
 const TOKEN_PREFIX: &str = "bench-token-";
-/// Accepted by the fake without OAuth, for h2load.
-const STATIC_TOKEN: &str = "bench-static-access-token";
 /// Concurrent `register_device` calls into the store.
 const STORE_REGISTRARS: usize = 256;
 /// Connections registering devices through the API.
@@ -196,7 +194,7 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
     };
     if push && args.register == Register::Api {
         let started = Instant::now();
-        api.register_all(n).await?;
+        api.register_numbered(n).await?;
         let secs = started.elapsed().as_secs_f64();
         out.line(format!(
             "  registered {n} devices through the API in {secs:.1} s ({:.0}/s over {API_REGISTRARS} connections)",
@@ -570,37 +568,12 @@ async fn h2load(
     connections: usize,
     streams: usize,
 ) -> Result<f64, String> {
-    let output = tokio::process::Command::new("h2load")
-        .args(["-t", "1", "-c"])
-        .arg(connections.to_string())
-        .arg("-m")
-        .arg(streams.to_string())
-        .arg("-n")
-        .arg(sends.to_string())
-        .arg("-d")
-        .arg(body)
-        .args(["-H", &format!("authorization: Bearer {STATIC_TOKEN}")])
-        .args(["-H", "content-type: application/json"])
-        .arg(format!("{url}/v1/projects/herald-test/messages:send"))
-        .output()
-        .await
-        .map_err(|e| {
-            format!("cannot run h2load ({e}); install it with `apt-get install nghttp2-client`")
-        })?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let ok = text
-        .lines()
-        .find(|l| l.starts_with("status codes:"))
-        .is_some_and(|l| l.contains(&format!("{sends} 2xx")));
-    if !ok {
-        return Err(format!("h2load did not get {sends} 2xx answers:\n{text}"));
-    }
-    // "finished in 1.23s, 162601.63 req/s, 12.34MB/s"
-    text.lines()
-        .find_map(|l| l.strip_prefix("finished in "))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|rate| rate.trim_end_matches(" req/s").parse().ok())
-        .ok_or_else(|| format!("cannot read the rate from h2load:\n{text}"))
+    let output =
+        tokio::process::Command::from(h2load::command(url, body, sends, connections, streams))
+            .output()
+            .await
+            .map_err(h2load::not_installed)?;
+    h2load::rate(&output.stdout, sends)
 }
 
 fn registration(i: u64) -> DeviceRegistration {
@@ -1003,45 +976,10 @@ fn threads_cpu(pid: u32) -> BTreeMap<String, f64> {
     by_name
 }
 
-/// The server's HTTP API as this benchmark uses it.
-#[derive(Clone)]
-struct Api {
-    addr: SocketAddr,
-    key: Arc<str>,
-}
-
+/// What this benchmark does with the server's API besides plain calls.
 impl Api {
-    async fn connect(&self) -> Result<Connection, String> {
-        Connection::open(self.addr)
-            .await
-            .map_err(|e| format!("cannot connect to the server: {e}"))
-    }
-
-    /// A request whose answer must have status `expected`; its body as JSON.
-    async fn call(
-        &self,
-        conn: &mut Connection,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        expected: u16,
-    ) -> Result<Value, String> {
-        let response = conn
-            .request(method, path, Some(&self.key), body)
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        if response.status != expected {
-            return Err(format!(
-                "{method} {path} answered {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
-            ));
-        }
-        serde_json::from_slice(&response.body).map_err(|e| format!("{method} {path}: {e}"))
-    }
-
     /// One FCM device for each of the `n` users, through `POST /v1/users/{user}/devices`.
-    async fn register_all(&self, n: u64) -> Result<(), String> {
+    async fn register_numbered(&self, n: u64) -> Result<(), String> {
         let next = Arc::new(AtomicU64::new(0));
         let workers: Vec<_> = (0..API_REGISTRARS)
             .map(|_| {

@@ -4,10 +4,12 @@
 //! fresh data directory, drives it with the raw HTTP client of `commands::http`, prints
 //! human-readable lines, and with `--json` one JSON object on stdout (the lines then go to stderr).
 
+mod api;
 mod broadcast;
 mod campaign;
 mod clients;
 mod fanout;
+mod h2load;
 mod preemption;
 mod publish;
 mod push;

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,7 @@ use herald_push::config::{ProviderLimits, PushConfig};
 use serde_json::{Value, json};
 
 use super::Out;
+use super::api::Api;
 use super::server::Server;
 use super::stats::{Summary, ms};
 use crate::commands::http::Connection;
@@ -342,43 +342,8 @@ impl Drop for Files {
     }
 }
 
-/// The server's HTTP API as this benchmark uses it.
-#[derive(Clone)]
-struct Api {
-    addr: SocketAddr,
-    key: Arc<str>,
-}
-
+/// What this benchmark does with the server's API besides plain calls.
 impl Api {
-    async fn connect(&self) -> Result<Connection, String> {
-        Connection::open(self.addr)
-            .await
-            .map_err(|e| format!("cannot connect to the server: {e}"))
-    }
-
-    /// A request whose answer must have status `expected`; its body as JSON.
-    async fn call(
-        &self,
-        conn: &mut Connection,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        expected: u16,
-    ) -> Result<Value, String> {
-        let response = conn
-            .request(method, path, Some(&self.key), body)
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        if response.status != expected {
-            return Err(format!(
-                "{method} {path} answered {}: {}",
-                response.status,
-                String::from_utf8_lossy(&response.body)
-            ));
-        }
-        serde_json::from_slice(&response.body).map_err(|e| format!("{method} {path}: {e}"))
-    }
-
     /// Publishes and returns the notification's id.
     async fn publish(&self, conn: &mut Connection, body: &Value) -> Result<String, String> {
         let body = body.to_string();

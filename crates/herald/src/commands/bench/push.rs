@@ -4,7 +4,7 @@
 //! The fake runs as its own process (`herald fake-provider fcm`), so the reference and Herald
 //! meet the same server under the same conditions; rounds alternate and medians are reported.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use herald_push::{Provider, PushMessage, SendResult};
 use serde_json::{Value, json};
 
 use super::Out;
+use super::h2load::{self, STATIC_TOKEN};
 use super::stats::median;
 
 #[derive(clap::Args, Clone)]
@@ -34,8 +35,6 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
 }
-
-const STATIC_TOKEN: &str = "bench-static-access-token";
 
 struct FakeProcess {
     child: Child,
@@ -100,40 +99,11 @@ fn message() -> PushMessage {
 }
 
 /// h2load posting `body` to the fake: requests per second.
-fn h2load(args: &Args, url: &str, body: &PathBuf) -> Result<f64, String> {
-    let output = Command::new("h2load")
-        .args(["-t", "1", "-c"])
-        .arg(args.connections.to_string())
-        .arg("-m")
-        .arg(args.streams.to_string())
-        .arg("-n")
-        .arg(args.sends.to_string())
-        .arg("-d")
-        .arg(body)
-        .args(["-H", &format!("authorization: Bearer {STATIC_TOKEN}")])
-        .args(["-H", "content-type: application/json"])
-        .arg(format!("{url}/v1/projects/herald-test/messages:send"))
+fn h2load(args: &Args, url: &str, body: &Path) -> Result<f64, String> {
+    let output = h2load::command(url, body, args.sends, args.connections, args.streams)
         .output()
-        .map_err(|e| {
-            format!("cannot run h2load ({e}); install it with `apt-get install nghttp2-client`")
-        })?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let ok = text
-        .lines()
-        .find(|l| l.starts_with("status codes:"))
-        .is_some_and(|l| l.contains(&format!("{} 2xx", args.sends)));
-    if !ok {
-        return Err(format!(
-            "h2load did not get {} 2xx answers:\n{text}",
-            args.sends
-        ));
-    }
-    // "finished in 1.23s, 162601.63 req/s, 12.34MB/s"
-    text.lines()
-        .find_map(|l| l.strip_prefix("finished in "))
-        .and_then(|l| l.split(", ").nth(1))
-        .and_then(|rate| rate.trim_end_matches(" req/s").parse().ok())
-        .ok_or_else(|| format!("cannot read the rate from h2load:\n{text}"))
+        .map_err(h2load::not_installed)?;
+    h2load::rate(&output.stdout, args.sends)
 }
 
 /// Herald's FCM client sending `sends` messages: sends per second.
