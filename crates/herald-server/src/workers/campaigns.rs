@@ -27,6 +27,10 @@ use super::push::Providers;
 const BATCH: usize = 4096;
 /// Batches delivered at once.
 const PIPELINE: usize = 3;
+/// Recipients in a campaign's first batch.
+const FIRST_BATCH: usize = 256;
+/// How long before `send_at` a scheduled campaign's notification is stored.
+const STAGE_AHEAD: Duration = Duration::from_secs(5);
 
 /// A batch being delivered: its task, its size and its last user (the walk cursor after it).
 type InHand = (JoinHandle<Result<(), StoreError>>, usize, Option<String>);
@@ -79,6 +83,11 @@ impl CampaignWorker {
                 CampaignState::Scheduled => match campaign.send_at {
                     Some(at) if at <= now => busy |= self.begin(campaign).await?,
                     Some(at) => {
+                        if at - now <= STAGE_AHEAD.as_millis() as i64
+                            && campaign.notification.is_none()
+                        {
+                            self.stage(campaign).await?;
+                        }
                         wait = wait.min(Duration::from_millis((at - now).max(0) as u64));
                     }
                     None => {}
@@ -102,6 +111,15 @@ impl CampaignWorker {
         c.state = CampaignState::Sending;
         c.started_at = c.send_at;
         self.store.update_campaign(&c).await
+    }
+
+    /// Shortly before `send_at`, stores the campaign's notification (dated `send_at`), so the
+    /// durable write is not what the first send waits for.
+    async fn stage(&self, mut c: Campaign) -> Result<(), StoreError> {
+        c.notification = Some(self.store_notification(&c).await?);
+        // Lost to a concurrent change, the stored notification is found again by its key.
+        self.store.update_campaign(&c).await?;
+        Ok(())
     }
 
     /// Sends batches of one campaign for up to [`SLICE`]. False if it could not claim it.
@@ -135,12 +153,19 @@ impl CampaignWorker {
         };
         let slice_end = Instant::now() + SLICE;
         let mut read = (c.done, c.walk_cursor.clone());
+        // The first batch of a campaign is small, so the first sends leave at once.
+        let mut next_size = if c.done == 0 {
+            FIRST_BATCH.min(batch)
+        } else {
+            batch
+        };
         let mut in_hand: VecDeque<InHand> = VecDeque::new();
         let mut exhausted = false;
         loop {
             while !exhausted && in_hand.len() < pipeline && Instant::now() < slice_end {
                 let started = Instant::now();
-                let users = self.read_batch(&c, &mut read, batch).await?;
+                let users = self.read_batch(&c, &mut read, next_size).await?;
+                next_size = batch;
                 if users.is_empty() {
                     exhausted = true;
                     break;
@@ -259,7 +284,10 @@ impl CampaignWorker {
             .categories
             .get(request.category.as_deref())
             .await?;
-        let created_at = c.started_at.unwrap_or_else(herald_core::time::now_ms);
+        let created_at = c
+            .started_at
+            .or(c.send_at)
+            .unwrap_or_else(herald_core::time::now_ms);
         let mut notification = request.into_notification(
             ulid::Ulid::new().to_string(),
             created_at,
