@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use herald_core::campaign::CampaignRequest;
 use herald_core::device::device_id;
-use herald_core::{Campaign, CampaignState, Device, Platform};
+use herald_core::{Campaign, CampaignState, Platform};
 
+use super::devices::device;
 use super::{Harness, Limits};
 use crate::*;
 
@@ -199,17 +200,7 @@ pub async fn device_owners_are_walked_in_id_order<H: Harness, F: Future<Output =
 ) {
     let h = make(Limits::default()).await;
     let store = h.store();
-    let device = |user: &str, token: &str| Device {
-        id: device_id(Platform::Fcm, token),
-        user: user.to_owned(),
-        platform: Platform::Fcm,
-        address: token.to_owned(),
-        keys: None,
-        app: None,
-        locale: None,
-        timezone: None,
-        registered_at: 1_000,
-    };
+    let device = |user: &str, token: &str| device(user, token, 1_000);
     for (user, token) in [
         ("carl", "t1"),
         ("abby", "t2"),

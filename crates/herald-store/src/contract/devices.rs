@@ -8,7 +8,7 @@ use herald_core::{Device, Platform};
 
 use super::{Harness, Limits};
 
-fn device(user: &str, token: &str, registered_at: i64) -> Device {
+pub(super) fn device(user: &str, token: &str, registered_at: i64) -> Device {
     Device {
         id: device_id(Platform::Fcm, token),
         user: user.to_owned(),

@@ -80,18 +80,7 @@ impl RedisStore {
         user: &str,
         limit: usize,
     ) -> Result<Vec<DecisionRecord>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let raw: Vec<String> = ::redis::cmd("LRANGE")
-            .arg(keys::user_decisions(user))
-            .arg(0)
-            .arg(limit - 1)
-            .query_async(&mut self.conn())
+        self.newest_of_list(&keys::user_decisions(user), limit)
             .await
-            .map_err(backend)?;
-        raw.iter()
-            .map(|json| serde_json::from_str(json).map_err(json_err))
-            .collect()
     }
 }

@@ -188,6 +188,27 @@ impl RedisStore {
         self.conn.clone()
     }
 
+    /// The first `limit` JSON values of a list kept newest first (dead letters, decision logs).
+    async fn newest_of_list<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<String> = ::redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(limit - 1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        raw.iter()
+            .map(|json| serde_json::from_str(json).map_err(json_err))
+            .collect()
+    }
+
     async fn global(&self) -> Result<GlobalState> {
         self.global.current(&mut self.conn()).await
     }

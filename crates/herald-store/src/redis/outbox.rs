@@ -241,19 +241,7 @@ impl RedisStore {
     }
 
     pub(super) async fn newest_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let raw: Vec<String> = ::redis::cmd("LRANGE")
-            .arg(keys::PUSH_DEAD)
-            .arg(0)
-            .arg(limit - 1)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        raw.iter()
-            .map(|json| serde_json::from_str(json).map_err(json_err))
-            .collect()
+        self.newest_of_list(keys::PUSH_DEAD, limit).await
     }
 }
 

@@ -158,19 +158,18 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
     // The reference, first round: nothing else runs yet.
     let mut reference = Vec::new();
     if let Some(fake) = &fake {
-        let rate = h2load(
-            &fake.fcm.url(),
-            &h2_body,
-            args.h2load_sends,
-            fcm.connections,
-            streams,
-        )
-        .await?;
-        out.line(format!(
-            "  h2load reference before: {rate:.0} req/s ({} requests)",
-            args.h2load_sends
-        ));
-        reference.push(rate);
+        reference.push(
+            reference_round(
+                fake,
+                &h2_body,
+                &args,
+                fcm.connections,
+                streams,
+                &out,
+                "before",
+            )
+            .await?,
+        );
     }
 
     // Devices.
@@ -439,19 +438,18 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
             _ => None,
         };
         // The reference, second round: the campaign is over, the server idle.
-        let rate = h2load(
-            &fake.fcm.url(),
-            &h2_body,
-            args.h2load_sends,
-            fcm.connections,
-            streams,
-        )
-        .await?;
-        out.line(format!(
-            "  h2load reference after: {rate:.0} req/s ({} requests)",
-            args.h2load_sends
-        ));
-        reference.push(rate);
+        reference.push(
+            reference_round(
+                fake,
+                &h2_body,
+                &args,
+                fcm.connections,
+                streams,
+                &out,
+                "after",
+            )
+            .await?,
+        );
         let h2 = reference.iter().sum::<f64>() / reference.len() as f64;
         let ratio = over_campaign.map(|r| r / h2);
         out.line(format!(
@@ -557,6 +555,24 @@ fn reference_message() -> PushMessage {
     }))
     .expect("a valid notification");
     PushMessage::from_notification(&n)
+}
+
+/// One h2load reference round against the fake, printed with `label`: requests per second.
+async fn reference_round(
+    fake: &Fake,
+    body: &Path,
+    args: &Args,
+    connections: usize,
+    streams: usize,
+    out: &Out,
+    label: &str,
+) -> Result<f64, String> {
+    let sends = args.h2load_sends;
+    let rate = h2load(&fake.fcm.url(), body, sends, connections, streams).await?;
+    out.line(format!(
+        "  h2load reference {label}: {rate:.0} req/s ({sends} requests)"
+    ));
+    Ok(rate)
 }
 
 /// h2load posting `body` to the fake: requests per second. Run without blocking this runtime,
@@ -746,23 +762,7 @@ impl BenchDir {
 
     /// A `herald.toml` pointing `[push.fcm]` at the fake; returns its path.
     fn write_config(&self, fake: &Fake) -> Result<String, String> {
-        let write = |name: &str, text: &str| -> Result<String, String> {
-            let path = self.path.join(name);
-            std::fs::write(&path, text)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            // A JSON string is a valid TOML basic string.
-            Ok(json!(path.to_string_lossy()).to_string())
-        };
-        let credentials = write("sa.json", &fake.fcm.service_account_json())?;
-        let ca = write("ca.pem", &fake.ca.ca_pem())?;
-        let config = format!(
-            "[push.fcm]\ncredentials = {credentials}\nendpoint = {}\n\n[tls]\nextra_ca = {ca}\n",
-            json!(fake.fcm.url())
-        );
-        let path = self.path.join("herald.toml");
-        std::fs::write(&path, config)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        Ok(path.to_string_lossy().into_owned())
+        h2load::write_fcm_config(&self.path, &fake.fcm, &fake.ca)
     }
 }
 

@@ -1,8 +1,12 @@
-//! The h2load reference of the push benchmarks: h2load posting an FCM message to the same fake
-//! in the same run, with the static bearer token the fake accepts without OAuth.
+//! The h2load reference of the push benchmarks (h2load posting an FCM message to the same fake
+//! in the same run, with the static bearer token the fake accepts without OAuth), and the
+//! configuration that points a server at that fake.
 
 use std::path::Path;
 use std::process::Command;
+
+use herald_fakes::{FakeFcm, FakeHandle, TestCa};
+use serde_json::json;
 
 /// Accepted by the fake as a bearer token without the OAuth flow.
 pub const STATIC_TOKEN: &str = "bench-static-access-token";
@@ -23,6 +27,26 @@ pub fn command(url: &str, body: &Path, sends: u64, connections: usize, streams: 
         .args(["-H", "content-type: application/json"])
         .arg(format!("{url}/v1/projects/herald-test/messages:send"));
     command
+}
+
+/// Writes into `dir` a `herald.toml` pointing `[push.fcm]` at the fake (its service account,
+/// and its CA as `[tls] extra_ca`); returns the file's path.
+pub fn write_fcm_config(dir: &Path, fcm: &FakeFcm, ca: &TestCa) -> Result<String, String> {
+    let write = |name: &str, text: &str| -> Result<String, String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        // A JSON string is a valid TOML basic string.
+        Ok(json!(path.to_string_lossy()).to_string())
+    };
+    let credentials = write("sa.json", &fcm.service_account_json())?;
+    let ca = write("ca.pem", &ca.ca_pem())?;
+    let config = format!(
+        "[push.fcm]\ncredentials = {credentials}\nendpoint = {}\n\n[tls]\nextra_ca = {ca}\n",
+        json!(fcm.url())
+    );
+    let path = dir.join("herald.toml");
+    std::fs::write(&path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 pub fn not_installed(e: std::io::Error) -> String {

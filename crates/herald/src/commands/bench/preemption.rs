@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::Out;
 use super::api::Api;
+use super::h2load;
 use super::server::Server;
 use super::stats::{Summary, ms};
 use crate::commands::http::Connection;
@@ -317,21 +318,7 @@ impl Files {
             config: dir.join("herald.toml").to_string_lossy().into_owned(),
             dir,
         };
-        let write = |name: &str, text: &str| -> Result<String, String> {
-            let path = files.dir.join(name);
-            std::fs::write(&path, text)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            // A JSON string is a valid TOML basic string.
-            Ok(json!(path.to_string_lossy()).to_string())
-        };
-        let credentials = write("sa.json", &fake.fcm.service_account_json())?;
-        let ca = write("ca.pem", &fake.ca.ca_pem())?;
-        let config = format!(
-            "[push.fcm]\ncredentials = {credentials}\nendpoint = {}\n\n[tls]\nextra_ca = {ca}\n",
-            json!(fake.fcm.url())
-        );
-        std::fs::write(&files.config, config)
-            .map_err(|e| format!("cannot write {}: {e}", files.config))?;
+        h2load::write_fcm_config(&files.dir, &fake.fcm, &fake.ca)?;
         Ok(files)
     }
 }
