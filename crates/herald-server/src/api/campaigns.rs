@@ -166,6 +166,11 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
 /// Rates since the previous read at least half a second ago (else that read's rates).
 fn rates(c: &Campaign, sent: u64) -> (f64, f64) {
     let mut samples = samples().lock().expect("samples lock");
+    if c.state.is_final() {
+        // Nothing moves any more: forget it, so the samples stay as many as the live campaigns.
+        samples.remove(&c.id);
+        return (0.0, 0.0);
+    }
     let now = Instant::now();
     let sample = samples.entry(c.id.clone()).or_insert(Sample {
         at: now,
