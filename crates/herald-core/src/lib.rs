@@ -3,6 +3,7 @@
 
 pub mod audience;
 pub mod campaign;
+pub mod channel;
 pub mod device;
 pub mod event;
 pub mod limits;

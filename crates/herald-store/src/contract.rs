@@ -13,11 +13,13 @@ use herald_core::{Cursor, EventBody, Notification, Position, Priority, Recipient
 use crate::*;
 
 mod campaigns;
+mod channels;
 mod devices;
 mod outbox;
 mod policy;
 
 pub use campaigns::*;
+pub use channels::*;
 pub use devices::*;
 pub use outbox::*;
 pub use policy::*;
@@ -31,6 +33,7 @@ pub struct Limits {
     pub devices_per_user: usize,
     pub dead_letters_max: usize,
     pub decisions_per_user: usize,
+    pub channels: ChannelOptions,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             devices_per_user: 20,
             dead_letters_max: 1000,
             decisions_per_user: 50,
+            channels: ChannelOptions::default(),
         }
     }
 }
@@ -104,7 +108,15 @@ macro_rules! storage_contract_tests {
             campaign_changes_are_compare_and_set,
             recipients_are_listed_once_in_upload_order,
             concurrent_uploads_never_share_a_position,
-            device_owners_are_walked_in_id_order
+            device_owners_are_walked_in_id_order,
+            channel_messages_get_positions_in_order,
+            channel_history_is_trimmed_by_count,
+            channel_history_expires_by_age,
+            channel_uploads_are_chunked_and_discardable,
+            channel_publishes_are_announced,
+            channel_positions_survive_restart,
+            concurrent_channel_publishes_never_share_a_position,
+            idle_channels_are_forgotten
         );
     };
     (@cases $make:path; $($case:ident),*) => {

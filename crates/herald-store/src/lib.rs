@@ -3,6 +3,7 @@
 //! Every engine implements [`Store`]; the suite in [`contract`] (feature `contract-tests`) is
 //! written once and run against each of them, so they behave the same.
 
+pub mod channels;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod embedded;
@@ -18,9 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use herald_core::{Campaign, Category, Cursor, Device, Notification, Position, Preferences};
 use tokio::sync::mpsc;
 
+pub use channels::*;
 pub use embedded::EmbeddedStore;
 pub use herald_core::{EventBody, FeedEvent};
 pub use options::StoreOptions;
@@ -229,6 +232,51 @@ pub trait Store: Send + Sync + 'static {
 
     /// The feed events of every write, in commit order per user, for the realtime hub.
     /// Called once; events are pushed with back-pressure, so the receiver must keep reading.
+    /// Stores chunk `index` of an upload to `channel`. Chunks are invisible until the upload is
+    /// published with [`channel_publish`](Self::channel_publish); every chunk but the last holds
+    /// exactly `ChannelOptions::chunk_bytes`. Unpublished uploads are swept after
+    /// `upload_grace_ms`.
+    async fn channel_put_chunk(
+        &self,
+        channel: &str,
+        upload: &str,
+        index: u32,
+        data: Bytes,
+    ) -> Result<()>;
+
+    /// Drops an upload that will never be published (its body was cut short).
+    async fn channel_discard(&self, channel: &str, upload: &str, chunks: u32) -> Result<()>;
+
+    /// Appends messages to `channel` in order, each at the next position, trims the history to
+    /// its limits and announces each message on [`channel_events`](Self::channel_events) of
+    /// every node. Returns the positions given. Readers never see a position before the ones
+    /// below it.
+    async fn channel_publish(
+        &self,
+        channel: &str,
+        messages: Vec<NewChannelMessage>,
+        now_ms: i64,
+    ) -> Result<Vec<u64>>;
+
+    /// Up to `max` messages of `channel` after position `after` that are still in history
+    /// (younger than `history_ms` at `now_ms`), with the channel's head and oldest position.
+    async fn channel_read(
+        &self,
+        channel: &str,
+        after: u64,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<ChannelRead>;
+
+    /// Chunk `index` of a published (or uploading) message, or None once swept.
+    async fn channel_chunk(&self, channel: &str, upload: &str, index: u32)
+    -> Result<Option<Bytes>>;
+
+    /// Published channel messages, from this node and (on Redis) every other. Lossy by design:
+    /// a reader that sees a position jump reads the missing ones with `channel_read`. Only the
+    /// first call gets the receiver.
+    fn channel_events(&self) -> Option<mpsc::Receiver<ChannelNotice>>;
+
     fn live_events(&self) -> Option<mpsc::Receiver<Live>>;
 
     /// Drops what has outlived its retention (notification bodies, idempotency keys).

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ChannelOptions;
+
 /// Limits and retention of a store, whatever its engine (`[store]` in `herald.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +26,9 @@ pub struct StoreOptions {
     pub dead_letters_max: usize,
     /// Most delivery decisions kept per user for `GET /v1/users/{user}/deliveries`.
     pub decisions_per_user: usize,
+    /// Realtime channel history; set from `[channels]`, not `[store]`.
+    #[serde(skip)]
+    pub channels: ChannelOptions,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +43,7 @@ impl Default for StoreOptions {
             devices_per_user: 20,
             dead_letters_max: 10_000,
             decisions_per_user: 50,
+            channels: ChannelOptions::default(),
         }
     }
 }

@@ -147,6 +147,8 @@ pub struct PurgeReport {
     pub caps: u64,
     /// Collapse-key records past their keep time (likewise; Redis reports 0).
     pub collapse_keys: u64,
+    /// Realtime channel messages past their history time (Redis reports 0: keys expire).
+    pub channel_messages: u64,
 }
 
 /// What [`crate::Store::add_recipients`] did.

@@ -52,6 +52,7 @@ async fn embedded(limits: Limits) -> Embedded {
         devices_per_user: limits.devices_per_user,
         dead_letters_max: limits.dead_letters_max,
         decisions_per_user: limits.decisions_per_user,
+        channels: limits.channels,
         ..StoreOptions::default()
     };
     let store = EmbeddedStore::open(dir.path(), options.clone()).unwrap();

@@ -71,6 +71,7 @@ fn options(limits: Limits) -> StoreOptions {
         devices_per_user: limits.devices_per_user,
         dead_letters_max: limits.dead_letters_max,
         decisions_per_user: limits.decisions_per_user,
+        channels: limits.channels,
         ..StoreOptions::default()
     }
 }

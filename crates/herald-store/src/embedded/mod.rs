@@ -4,6 +4,7 @@
 mod campaigns;
 mod caps;
 mod categories;
+mod channels;
 mod collapse;
 mod dead_letters;
 mod decisions;
@@ -26,10 +27,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 use herald_core::{Campaign, Category, Cursor, Device, Notification, Position, Preferences};
 use tokio::sync::{mpsc, oneshot};
 
+use self::channels::ChannelLog;
 use self::dead_letters::DeadLetters;
 use self::lanes::Lanes;
 use self::outbox::Outbox;
@@ -54,6 +57,7 @@ pub struct EmbeddedStore {
     outbox: Arc<Outbox>,
     live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
+    channels: ChannelLog,
 }
 
 impl EmbeddedStore {
@@ -70,6 +74,7 @@ impl EmbeddedStore {
             .map(|name| db.keyspace(name, KeyspaceCreateOptions::default))
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
+        let channels = ChannelLog::open(&db, dir.as_ref(), options.channels.clone())?;
         let global = load_global(&keyspaces)?;
         let (jobs, last_job_seq) = load_jobs(&keyspaces)?;
         let lanes = Arc::new(Lanes::default());
@@ -108,6 +113,7 @@ impl EmbeddedStore {
             outbox,
             live_rx: Mutex::new(Some(live_rx)),
             live_enabled,
+            channels,
         })
     }
 
@@ -436,8 +442,56 @@ impl Store for EmbeddedStore {
         rx
     }
 
+    async fn channel_put_chunk(
+        &self,
+        _channel: &str,
+        upload: &str,
+        index: u32,
+        data: Bytes,
+    ) -> Result<()> {
+        self.channels.put_chunk(upload, index, data).await
+    }
+
+    async fn channel_discard(&self, _channel: &str, upload: &str, _chunks: u32) -> Result<()> {
+        self.channels.discard(upload).await
+    }
+
+    async fn channel_publish(
+        &self,
+        channel: &str,
+        messages: Vec<NewChannelMessage>,
+        now_ms: i64,
+    ) -> Result<Vec<u64>> {
+        self.channels.publish(channel, messages, now_ms)
+    }
+
+    async fn channel_read(
+        &self,
+        channel: &str,
+        after: u64,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<ChannelRead> {
+        self.channels.read(channel, after, max, now_ms)
+    }
+
+    async fn channel_chunk(
+        &self,
+        _channel: &str,
+        upload: &str,
+        index: u32,
+    ) -> Result<Option<Bytes>> {
+        self.channels.chunk(upload, index).await
+    }
+
+    fn channel_events(&self) -> Option<mpsc::Receiver<ChannelNotice>> {
+        self.channels.events()
+    }
+
     async fn purge_expired(&self, now_ms: i64) -> Result<PurgeReport> {
-        self.call(|r| Op::Purge(now_ms, r)).await
+        let mut report = self.call(|r| Op::Purge(now_ms, r)).await?;
+        report.channel_messages = self.channels.purge(now_ms)?;
+        Ok(report)
     }
 
     async fn health(&self) -> Result<()> {

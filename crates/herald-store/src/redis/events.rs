@@ -12,10 +12,11 @@ use herald_core::{EventBody, FeedEvent, Notification};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::channels::{CHANNELS_PUBSUB, notice_of};
 use super::connection::Deployment;
 use super::global::GlobalCache;
 use super::keys;
-use crate::{Live, Result, StoreError};
+use crate::{ChannelNotice, Live, Result, StoreError};
 
 #[derive(Deserialize)]
 struct Wire {
@@ -91,11 +92,44 @@ fn convert(wire: Wire, global: &GlobalCache) -> Option<FeedEvent> {
     })
 }
 
+/// How a delivery script's batch of events starts (see `scripts::deliver_many`).
+const BATCH_PREFIX: &[u8] = br#"{"f":"b""#;
+
+/// One notification delivered to many users: the content once, then per user
+/// `[user, seq, personal unread, global marker, global read above it]`.
+#[derive(Deserialize)]
+struct BatchWire {
+    n: Notification,
+    b: Vec<(String, u64, u64, u64, u64)>,
+}
+
+fn batch_events(payload: &[u8], global: &GlobalCache) -> Option<Vec<FeedEvent>> {
+    let wire: BatchWire = serde_json::from_slice(payload).ok()?;
+    let notification = Arc::new(wire.n);
+    let state = global.snapshot();
+    Some(
+        wire.b
+            .into_iter()
+            .map(|(user, seq, pu, gm, gx)| FeedEvent {
+                user: Some(Arc::from(user.as_str())),
+                feed: Feed::User,
+                seq,
+                unread: Some((pu + state.listed_after(gm)).saturating_sub(gx)),
+                body: EventBody::Notification {
+                    notification: notification.clone(),
+                    read: false,
+                },
+            })
+            .collect(),
+    )
+}
+
 /// Listens until the receiver is gone, reconnecting after errors.
 pub async fn listen(
     deployment: Arc<Deployment>,
     global: Arc<GlobalCache>,
     tx: mpsc::Sender<Live>,
+    channel_tx: mpsc::Sender<ChannelNotice>,
     enabled: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -104,7 +138,10 @@ pub async fn listen(
         let client = deployment.pubsub_client().await;
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
-                if let Err(e) = pubsub.subscribe(keys::EVENTS_CHANNEL).await {
+                if let Err(e) = pubsub
+                    .subscribe(&[keys::EVENTS_CHANNEL, CHANNELS_PUBSUB])
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot subscribe to live events; retrying");
                 } else {
                     backoff = Duration::from_millis(100);
@@ -126,8 +163,30 @@ pub async fn listen(
                             // The store is gone.
                             _ = tx.closed() => return,
                         };
-                        let Ok(wire) = serde_json::from_slice::<Wire>(msg.get_payload_bytes())
-                        else {
+                        if msg.get_channel_name() == CHANNELS_PUBSUB {
+                            // Lossy on purpose: a subscriber fills a hole from history.
+                            if let Some(notice) = notice_of(msg.get_payload_bytes()) {
+                                let _ = channel_tx.try_send(notice);
+                            }
+                            continue;
+                        }
+                        let payload = msg.get_payload_bytes();
+                        if payload.starts_with(BATCH_PREFIX) {
+                            let Some(events) = batch_events(payload, &global) else {
+                                tracing::warn!("unreadable live event batch skipped");
+                                continue;
+                            };
+                            if !enabled.load(Ordering::Acquire) {
+                                continue;
+                            }
+                            for event in events {
+                                if tx.send(Live::Event(event)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                        let Ok(wire) = serde_json::from_slice::<Wire>(payload) else {
                             tracing::warn!("unreadable live event skipped");
                             continue;
                         };

@@ -9,6 +9,7 @@
 
 mod campaigns;
 mod caps;
+mod channels;
 mod collapse;
 mod connection;
 mod decisions;
@@ -35,6 +36,7 @@ use herald_core::{Cursor, Device, EventBody, Notification, Position, Recipients}
 use tokio::sync::mpsc;
 
 use self::campaigns::CampaignScripts;
+use self::channels::ChannelScripts;
 use self::connection::{Conn, Deployment};
 use self::devices::DeviceScripts;
 use self::global::GlobalCache;
@@ -65,7 +67,8 @@ impl Default for RedisOptions {
 
 struct Scripts {
     accept: Script,
-    deliver: Script,
+    deliver_many: Script,
+    deliver_many_source: String,
     mark: Script,
     mark_all: Script,
     deliver_global: Script,
@@ -83,6 +86,8 @@ pub struct RedisStore {
     outbox_scripts: OutboxScripts,
     policy_scripts: PolicyScripts,
     campaign_scripts: CampaignScripts,
+    channel_scripts: ChannelScripts,
+    channel_rx: Mutex<Option<mpsc::Receiver<ChannelNotice>>>,
     live_rx: Mutex<Option<mpsc::Receiver<Live>>>,
     live_enabled: Arc<AtomicBool>,
     /// Own unfinished jobs from a previous run are read back before new ones.
@@ -151,7 +156,8 @@ impl RedisStore {
         }
         let scripts = Scripts {
             accept: Script::new(scripts::ACCEPT),
-            deliver: Script::new(&scripts::deliver()),
+            deliver_many: Script::new(&scripts::deliver_many()),
+            deliver_many_source: scripts::deliver_many(),
             mark: Script::new(&scripts::mark()),
             mark_all: Script::new(&scripts::mark_all()),
             deliver_global: Script::new(scripts::DELIVER_GLOBAL),
@@ -159,11 +165,13 @@ impl RedisStore {
         let global = Arc::new(GlobalCache::default());
         global.reload(&mut conn).await?;
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
+        let (channel_tx, channel_rx) = mpsc::channel(LIVE_QUEUE);
         let live_enabled = Arc::new(AtomicBool::new(false));
         tokio::spawn(events::listen(
             Arc::new(deployment),
             global.clone(),
             tx,
+            channel_tx,
             live_enabled.clone(),
         ));
         Ok(Self {
@@ -177,6 +185,8 @@ impl RedisStore {
             outbox_scripts: OutboxScripts::new(),
             policy_scripts: PolicyScripts::new(),
             campaign_scripts: CampaignScripts::new(),
+            channel_scripts: ChannelScripts::new(),
+            channel_rx: Mutex::new(Some(channel_rx)),
             live_rx: Mutex::new(Some(rx)),
             live_enabled,
             own_pending_done: AtomicBool::new(false),
@@ -380,6 +390,43 @@ impl RedisStore {
 
 /// A notification's JSON for live events, without its recipient list: a notification to 10,000
 /// listed users would otherwise carry the list in every one of its 10,000 script calls.
+/// Most users one delivery script serves: a few milliseconds of Redis time.
+const DELIVER_BATCH: usize = 128;
+
+/// The Cluster hash slot of a user's keys (`{u:USER}`): CRC16/XMODEM of the tag, mod 16384.
+fn user_slot(user: &str) -> u16 {
+    key_slot(&format!("u:{user}"))
+}
+
+fn key_slot(tag: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % 16384
+}
+
+impl RedisStore {
+    /// Deliveries grouped into script calls: one notification and flags per call, at most
+    /// [`DELIVER_BATCH`] users, and on a Cluster one slot (a script's keys must share it).
+    /// Each user appears once per call, so a repeated user goes to a later call.
+    fn delivery_batches(&self, deliveries: &[Delivery]) -> Vec<Vec<usize>> {
+        let cluster = matches!(self.conn, Conn::Cluster(_));
+        let mut open: HashMap<(u16, &str, u8), Vec<usize>> = HashMap::new();
+        let mut batches = Vec::new();
+        for (i, d) in deliveries.iter().enumerate() {
+            let slot = if cluster { user_slot(&d.user) } else { 0 };
+            let key = (slot, d.notification.id.as_str(), d.flags.bits());
+            let batch = open.entry(key).or_default();
+            if batch.iter().any(|&j| deliveries[j].user == d.user) {
+                batches.push(std::mem::take(batch));
+            }
+            batch.push(i);
+            if batch.len() >= DELIVER_BATCH {
+                batches.push(std::mem::take(batch));
+            }
+        }
+        batches.extend(open.into_values().filter(|b| !b.is_empty()));
+        batches
+    }
+}
+
 fn live_content(n: &Notification) -> Result<Arc<str>> {
     let content = Notification {
         id: n.id.clone(),
@@ -563,46 +610,74 @@ impl Store for RedisStore {
                 json_by_id.insert(&d.notification.id, live_content(&d.notification)?);
             }
         }
-        // One script per user (each on its own slot); the multiplexed connection pipelines them.
-        let calls: Vec<(String, String, u8, Arc<str>)> = deliveries
+        // One script per batch of users of one notification (on a Cluster, of one slot); the
+        // multiplexed connection pipelines the batches.
+        let batches = self.delivery_batches(deliveries);
+        let floor = global.floor;
+        let calls: Vec<(usize, Vec<String>)> = batches
             .iter()
-            .map(|d| {
-                let json = json_by_id[d.notification.id.as_str()].clone();
-                (
-                    d.user.clone(),
-                    d.notification.id.clone(),
-                    d.flags.bits(),
-                    json,
-                )
+            .map(|batch| {
+                let first = &deliveries[batch[0]];
+                let mut words = Vec::with_capacity(batch.len() * 4 + 6);
+                for &i in batch {
+                    let user = &deliveries[i].user;
+                    words.push(keys::user_meta(user));
+                    words.push(keys::user_inbox(user));
+                    words.push(keys::user_global(user));
+                }
+                words.push(first.notification.id.clone());
+                words.push(first.flags.bits().to_string());
+                words.push(self.options.inbox_max.to_string());
+                words.push(floor.to_string());
+                words.push(json_by_id[first.notification.id.as_str()].to_string());
+                words.push(keys::EVENTS_CHANNEL.to_owned());
+                words.extend(batch.iter().map(|&i| deliveries[i].user.clone()));
+                (batch.len() * 3, words)
             })
             .collect();
-        let floor = global.floor;
-        let replies: Vec<Value> = stream::iter(calls)
-            .map(|(user, id, flags, json)| {
+        let script = &self.scripts.deliver_many;
+        let replies: Vec<Vec<Value>> = stream::iter(calls)
+            .map(|(keys, words)| {
                 let mut conn = self.conn();
-                let script = &self.scripts.deliver;
-                let inbox_max = self.options.inbox_max;
                 async move {
-                    let mut call = script.key(keys::user_meta(&user));
-                    call.key(keys::user_inbox(&user))
-                        .key(keys::user_global(&user))
-                        .arg(id)
-                        .arg(flags)
-                        .arg(inbox_max)
-                        .arg(floor)
-                        .arg(&*json)
-                        .arg(&user)
-                        .arg(keys::EVENTS_CHANNEL);
-                    call.invoke_async::<Value>(&mut conn).await
+                    let sha = ::redis::cmd("EVALSHA")
+                        .arg(script.get_hash())
+                        .arg(keys)
+                        .arg(&words)
+                        .query_async::<Vec<Value>>(&mut conn)
+                        .await;
+                    match sha {
+                        // Not cached on that server yet (a restart, a new shard): send it once.
+                        Err(e)
+                            if e.kind()
+                                == ::redis::ErrorKind::Server(
+                                    ::redis::ServerErrorKind::NoScript,
+                                ) =>
+                        {
+                            ::redis::cmd("EVAL")
+                                .arg(&self.scripts.deliver_many_source)
+                                .arg(keys)
+                                .arg(&words)
+                                .query_async(&mut conn)
+                                .await
+                        }
+                        other => other,
+                    }
                 }
             })
-            .buffered(CONCURRENCY)
+            .buffered(CONCURRENCY / 16)
             .try_collect()
             .await
             .map_err(backend)?;
+        let mut answers: Vec<Option<Value>> = vec![None; deliveries.len()];
+        for (batch, reply) in batches.iter().zip(replies) {
+            for (&i, answer) in batch.iter().zip(reply) {
+                answers[i] = Some(answer);
+            }
+        }
         let mut delivered = Vec::new();
-        for (d, reply) in deliveries.iter().zip(replies) {
-            let parts = values(reply);
+        for (d, reply) in deliveries.iter().zip(answers) {
+            let parts = values(reply.unwrap_or(Value::Nil));
             if parts.len() < 4 {
                 continue; // already delivered
             }
@@ -1035,6 +1110,52 @@ impl Store for RedisStore {
         self.owners_after(after, limit).await
     }
 
+    async fn channel_put_chunk(
+        &self,
+        channel: &str,
+        upload: &str,
+        index: u32,
+        data: bytes::Bytes,
+    ) -> Result<()> {
+        self.channel_chunk_put(channel, upload, index, data).await
+    }
+
+    async fn channel_discard(&self, channel: &str, upload: &str, chunks: u32) -> Result<()> {
+        self.channel_chunks_drop(channel, upload, chunks).await
+    }
+
+    async fn channel_publish(
+        &self,
+        channel: &str,
+        messages: Vec<NewChannelMessage>,
+        now_ms: i64,
+    ) -> Result<Vec<u64>> {
+        self.channel_append(channel, messages, now_ms).await
+    }
+
+    async fn channel_read(
+        &self,
+        channel: &str,
+        after: u64,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<ChannelRead> {
+        self.channel_range(channel, after, max, now_ms).await
+    }
+
+    async fn channel_chunk(
+        &self,
+        channel: &str,
+        upload: &str,
+        index: u32,
+    ) -> Result<Option<bytes::Bytes>> {
+        self.channel_chunk_get(channel, upload, index).await
+    }
+
+    fn channel_events(&self) -> Option<mpsc::Receiver<ChannelNotice>> {
+        self.channel_rx.lock().expect("channel events lock").take()
+    }
+
     fn live_events(&self) -> Option<mpsc::Receiver<Live>> {
         let rx = self.live_rx.lock().expect("live lock").take();
         if rx.is_some() {
@@ -1156,5 +1277,17 @@ impl RedisStore {
             Some("unchanged") => ChangeOutcome::Unchanged { unread: unread() },
             _ => ChangeOutcome::NotFound,
         })
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::key_slot;
+
+    #[test]
+    fn slots_match_redis_cluster_keyslot() {
+        // `CLUSTER KEYSLOT foo` and `CLUSTER KEYSLOT hello` on a real cluster.
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("hello"), 866);
     }
 }

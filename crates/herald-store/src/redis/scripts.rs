@@ -59,40 +59,59 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return {'created', redis.call('XADD', KEYS[1], '*', 'n', ARGV[5])}
 "#;
 
-/// KEYS: meta, inbox, global state. ARGV: id, flags, inbox max, global floor, notification JSON, user, channel.
-/// Returns false for a repeated delivery, else {seq, personal unread, gm, gx}.
-pub fn deliver() -> String {
+/// One notification to many users in one call (on a Cluster, users of one slot).
+/// KEYS: meta, inbox, global state of each user. ARGV: id, flags, inbox max, global floor,
+/// notification JSON, channel, then the user of each key triple.
+/// Returns, per user, false for a repeated delivery, else {seq, personal unread, gm, gx}. The
+/// live events of the whole call leave as one message (`"f":"b"`), not one per user.
+pub fn deliver_many() -> String {
     format!(
         "{PRELUDE}{}",
         r#"
-local m, i, gs = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('ZSCORE', i, ARGV[1]) then return false end
-local flags = tonumber(ARGV[2])
-local seq = redis.call('HINCRBY', m, 's', 1)
-redis.call('ZADD', i, seq * 8 + flags, ARGV[1])
-local unread = num(redis.call('HGET', m, 'u'))
-if flags % 2 == 1 then unread = unread + 1 end
-local rm = num(redis.call('HGET', m, 'rm'))
-local len = redis.call('ZCARD', i)
-local max = tonumber(ARGV[3])
-if len > max then
-  local floor = num(redis.call('HGET', m, 'f'))
-  local old = redis.call('ZRANGE', i, 0, len - max - 1, 'WITHSCORES')
-  for k = 1, #old, 2 do
-    local sc = tonumber(old[k + 1])
-    local s, fl = math.floor(sc / 8), sc % 8
-    if fl % 2 == 1 and fl < 4 and s > rm then unread = unread - 1 end
-    floor = math.max(floor, s)
+local id, flags, max, gfloor = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local live = math.floor(flags / 2) % 2 == 1
+local out, events = {}, {}
+for u = 1, #KEYS / 3 do
+  local m, i, gs = KEYS[u * 3 - 2], KEYS[u * 3 - 1], KEYS[u * 3]
+  local h = redis.call('HMGET', m, 's', 'u', 'rm', 'f', 'gm')
+  local seq = num(h[1]) + 1
+  if redis.call('ZADD', i, 'NX', seq * 8 + flags, id) == 0 then
+    out[u] = false
+  else
+    local unread = num(h[2])
+    if flags % 2 == 1 then unread = unread + 1 end
+    local rm = num(h[3])
+    local len = redis.call('ZCARD', i)
+    if len > max then
+      local floor = num(h[4])
+      local old = redis.call('ZRANGE', i, 0, len - max - 1, 'WITHSCORES')
+      for k = 1, #old, 2 do
+        local sc = tonumber(old[k + 1])
+        local s, fl = math.floor(sc / 8), sc % 8
+        if fl % 2 == 1 and fl < 4 and s > rm then unread = unread - 1 end
+        floor = math.max(floor, s)
+      end
+      redis.call('ZREMRANGEBYRANK', i, 0, len - max - 1)
+      redis.call('HSET', m, 's', seq, 'u', unread, 'f', floor)
+    else
+      redis.call('HSET', m, 's', seq, 'u', unread)
+    end
+    local gm = num(h[5])
+    local low = math.max(gm, gfloor)
+    local gx = 0
+    local all = redis.call('HGETALL', gs)
+    for k = 1, #all, 2 do if tonumber(all[k]) > low then gx = gx + 1 end end
+    out[u] = {seq, unread, gm, gx}
+    if live then
+      events[#events + 1] = '["' .. ARGV[6 + u] .. '",' .. seq .. ',' .. unread .. ',' .. gm .. ',' .. gx .. ']'
+    end
   end
-  redis.call('ZREMRANGEBYRANK', i, 0, len - max - 1)
-  redis.call('HSET', m, 'f', floor)
 end
-redis.call('HSET', m, 'u', unread)
-local gm, gx = global_read_state(m, gs, tonumber(ARGV[4]))
-if math.floor(flags / 2) % 2 == 1 then
-  event(ARGV[7], ARGV[6], seq, unread, gm, gx, '"k":"notification","read":false,"n":' .. ARGV[5])
+if #events > 0 then
+  redis.call('PUBLISH', ARGV[6], '{"f":"b","k":"notification","n":' .. ARGV[5] .. ',"b":[' ..
+    table.concat(events, ',') .. ']}')
 end
-return {seq, unread, gm, gx}
+return out
 "#
     )
 }
