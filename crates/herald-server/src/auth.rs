@@ -19,6 +19,10 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Realtime channels the token may read: names, or prefixes ending in `*`
+    /// (see `herald_core::channel::pattern_matches`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
 }
 
 /// Where the publisher key and token secret came from, so the first start can show the key once.
@@ -218,6 +222,20 @@ impl Auth {
 
 /// Issues an HS256 user token (`herald token`).
 pub fn issue_token(secret: &str, user: &str, ttl_seconds: u64) -> Result<String, String> {
+    issue_channel_token(secret, user, ttl_seconds, &[])
+}
+
+/// Issues an HS256 user token that may also read the realtime channels `channels` names
+/// (`herald token USER --channel PATTERN`); each pattern is checked first.
+pub fn issue_channel_token(
+    secret: &str,
+    user: &str,
+    ttl_seconds: u64,
+    channels: &[String],
+) -> Result<String, String> {
+    for pattern in channels {
+        herald_core::channel::check_pattern(pattern)?;
+    }
     herald_core::names::check_name("user id", user)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -227,6 +245,7 @@ pub fn issue_token(secret: &str, user: &str, ttl_seconds: u64) -> Result<String,
         sub: user.to_owned(),
         exp: now + ttl_seconds,
         iat: Some(now),
+        channels: channels.to_vec(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -270,12 +289,25 @@ mod tests {
     }
 
     #[test]
+    fn channel_claims_round_trip_and_are_checked() {
+        let auth = auth();
+        let patterns = vec!["session:12*".to_owned(), "logs".to_owned()];
+        let token = issue_channel_token(&"s".repeat(32), "viewer", 60, &patterns).unwrap();
+        assert!(matches!(auth.check(&token), Credential::User(c) if c.channels == patterns));
+        let plain = issue_token(&"s".repeat(32), "viewer", 60).unwrap();
+        assert!(matches!(auth.check(&plain), Credential::User(c) if c.channels.is_empty()));
+        let bad = issue_channel_token(&"s".repeat(32), "viewer", 60, &["a*b".to_owned()]);
+        assert!(bad.unwrap_err().contains("a*b"));
+    }
+
+    #[test]
     fn refuses_expired_and_foreign_tokens() {
         let auth = auth();
         let past = Claims {
             sub: "alice".into(),
             exp: 1_000_000,
             iat: None,
+            channels: Vec::new(),
         };
         let expired = jsonwebtoken::encode(
             &Header::default(),

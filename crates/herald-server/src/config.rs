@@ -8,7 +8,7 @@ use herald_core::Limits;
 use herald_core::policy::{Cap, PolicyDefaults};
 use herald_push::PushConfig;
 use herald_push::config::WebhookConfig;
-use herald_store::StoreOptions;
+use herald_store::{ChannelOptions, StoreOptions};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreOptions,
     pub stream: StreamOptions,
+    /// `[channels]`: realtime channels' history, chunking and limits.
+    pub channels: ChannelsConfig,
     pub workers: WorkerOptions,
     /// Seconds a shutdown waits for in-flight work before it gives up.
     pub shutdown_grace_seconds: u64,
@@ -87,6 +89,54 @@ impl Default for StreamOptions {
     }
 }
 
+/// `[channels]`: realtime channels (`/v1/channels/{channel}/...`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// How long a message stays in its channel's history.
+    pub history_seconds: u64,
+    /// Most messages kept per channel; the oldest are dropped past it.
+    pub history_messages: usize,
+    /// A channel with no message for this long is forgotten, positions included.
+    pub idle_seconds: u64,
+    /// Payload bytes per chunk: larger messages are stored and delivered in chunks this size.
+    pub chunk_bytes: usize,
+    /// Largest message body; larger uploads are refused with 413 and nothing is published.
+    pub max_message_bytes: u64,
+    /// Largest body of a batch publish.
+    pub max_batch_bytes: usize,
+    /// Bytes of small messages queued for one subscriber that it has not taken yet; past it the
+    /// subscriber is cut off and resumes from its position.
+    pub subscriber_buffer_bytes: usize,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self {
+            history_seconds: 300,
+            history_messages: 10_000,
+            idle_seconds: 3600,
+            chunk_bytes: 256 * 1024,
+            max_message_bytes: 128 * 1024 * 1024,
+            max_batch_bytes: 8 * 1024 * 1024,
+            subscriber_buffer_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ChannelsConfig {
+    /// The store's share of these settings.
+    pub fn store_options(&self) -> ChannelOptions {
+        ChannelOptions {
+            history_ms: (self.history_seconds as i64).saturating_mul(1000),
+            history_messages: self.history_messages,
+            idle_ms: (self.idle_seconds as i64).saturating_mul(1000),
+            chunk_bytes: self.chunk_bytes,
+            ..ChannelOptions::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerOptions {
@@ -122,6 +172,7 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreOptions::default(),
             stream: StreamOptions::default(),
+            channels: ChannelsConfig::default(),
             workers: WorkerOptions::default(),
             shutdown_grace_seconds: 10,
             redis_url: None,
@@ -206,6 +257,20 @@ impl Config {
         }
         if self.store.inbox_max == 0 || self.store.global_max == 0 {
             return bad("store.inbox_max and store.global_max must be at least 1");
+        }
+        let ch = &self.channels;
+        if ch.history_seconds == 0 || ch.history_messages == 0 || ch.idle_seconds == 0 {
+            return bad(
+                "channels.history_seconds, channels.history_messages and channels.idle_seconds must be at least 1",
+            );
+        }
+        if ch.chunk_bytes < 1024 || ch.chunk_bytes > 64 * 1024 * 1024 {
+            return bad("channels.chunk_bytes must be between 1024 and 67108864");
+        }
+        if ch.max_message_bytes == 0 || ch.max_batch_bytes == 0 || ch.subscriber_buffer_bytes == 0 {
+            return bad(
+                "channels.max_message_bytes, channels.max_batch_bytes and channels.subscriber_buffer_bytes must be at least 1",
+            );
         }
         if self.workers.fanout_batch == 0 || self.workers.topic_page == 0 {
             return bad("workers.fanout_batch and workers.topic_page must be at least 1");

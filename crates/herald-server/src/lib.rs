@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod categories;
+pub mod channels;
 pub mod config;
 pub mod hub;
 pub mod metrics;
@@ -53,21 +54,21 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// Opens the configured store: Redis when `redis_url` is set, else the embedded store in the
 /// data directory.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let mut options = config.store.clone();
+    options.channels = config.channels.store_options();
     if let Some(url) = &config.redis_url {
         let node = RedisOptions {
             node_id: config.node_id.clone(),
             claim_idle: Duration::from_millis(config.redis_claim_idle_ms),
         };
-        let store = RedisStore::open(url, config.store.clone(), node)
-            .await
-            .map_err(|e| {
-                ServerError::Setup(format!("cannot use Redis at {}: {e}", redacted(url)))
-            })?;
+        let store = RedisStore::open(url, options, node).await.map_err(|e| {
+            ServerError::Setup(format!("cannot use Redis at {}: {e}", redacted(url)))
+        })?;
         tracing::info!(redis = %redacted(url), node = %config.node_id, "using the Redis store");
         return Ok(Arc::new(store));
     }
     let dir = config.data.join("store");
-    let store = EmbeddedStore::open(&dir, config.store.clone()).map_err(|e| {
+    let store = EmbeddedStore::open(&dir, options).map_err(|e| {
         ServerError::Setup(format!("cannot open the store in {}: {e}", dir.display()))
     })?;
     Ok(Arc::new(store))
@@ -95,12 +96,14 @@ pub async fn serve(
     let auth = Auth::new(&secrets, &config.token_public_keys)
         .map_err(|e| ServerError::Setup(e.to_string()))?;
     let hub = Hub::new(config.stream.buffer);
+    let channel_hub = channels::hub::ChannelHub::new(config.channels.subscriber_buffer_bytes);
     let (stop_tx, stop_rx) = watch::channel(false);
     let categories = Arc::new(Categories::new(store.clone()));
     let campaigns_wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: store.clone(),
         hub: hub.clone(),
+        channel_hub: channel_hub.clone(),
         auth: Arc::new(auth),
         config: config.clone(),
         categories: categories.clone(),
@@ -113,6 +116,7 @@ pub async fn serve(
         store.clone(),
         hub.clone(),
     ));
+    tokio::spawn(channels::dispatch(store.clone(), channel_hub));
     tokio::spawn(workers::housekeeping::run(store.clone(), stop_rx.clone()));
     let providers =
         Arc::new(workers::push::Providers::from_config(&config).map_err(ServerError::Setup)?);

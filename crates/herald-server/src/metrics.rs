@@ -47,6 +47,22 @@ fn describe() {
         "herald_stream_connections",
         "Open SSE and WebSocket connections"
     );
+    describe_counter!(
+        "herald_channel_messages_published_total",
+        "Realtime channel messages published"
+    );
+    describe_counter!(
+        "herald_channel_bytes_published_total",
+        "Payload bytes of realtime channel messages published"
+    );
+    describe_gauge!(
+        "herald_channel_subscribers",
+        "Open realtime channel subscriptions (SSE and WebSocket) on this node"
+    );
+    describe_counter!(
+        "herald_channel_cutoffs_total",
+        "Channel subscribers cut off for falling behind channels.subscriber_buffer_bytes"
+    );
     describe_gauge!(
         "herald_queue_depth",
         "Queued fan-out jobs waiting, by priority lane"

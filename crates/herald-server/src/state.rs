@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::categories::Categories;
+use crate::channels::hub::ChannelHub;
 use crate::config::Config;
 use crate::hub::Hub;
 
@@ -15,6 +16,8 @@ use crate::hub::Hub;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
+    /// Realtime channel subscribers on this node.
+    pub channel_hub: Arc<ChannelHub>,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
     pub categories: Arc<Categories>,

@@ -7,7 +7,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::auth::Credential;
+use crate::auth::{Claims, Credential};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -19,6 +19,10 @@ pub struct User(pub String);
 
 /// A user on a stream endpoint, where browsers may also pass the token as `?token=`.
 pub struct StreamUser(pub String);
+
+/// A user token's claims on a stream endpoint (header or `?token=`), for routes that check more
+/// than the user id (realtime channels read the `channels` claim).
+pub struct StreamClaims(pub Claims);
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -85,13 +89,17 @@ impl FromRequestParts<AppState> for Publisher {
 }
 
 fn user_from(token: Option<&str>, state: &AppState) -> Result<String, Problem> {
+    claims_from(token, state).map(|claims| claims.sub)
+}
+
+fn claims_from(token: Option<&str>, state: &AppState) -> Result<Claims, Problem> {
     let Some(token) = token else {
         return Err(Problem::unauthorized(
             "send a user token as `Authorization: Bearer <token>`",
         ));
     };
     match state.auth.check(token) {
-        Credential::User(claims) => Ok(claims.sub),
+        Credential::User(claims) => Ok(claims),
         Credential::Publisher => Err(Problem::forbidden(
             "this route needs a user token; with the publisher API key use /v1/users/{user}/... instead",
         )),
@@ -116,6 +124,17 @@ impl FromRequestParts<AppState> for StreamUser {
         match bearer(parts) {
             Some(token) => user_from(Some(token), state).map(StreamUser),
             None => user_from(query_token(parts).as_deref(), state).map(StreamUser),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for StreamClaims {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        match bearer(parts) {
+            Some(token) => claims_from(Some(token), state).map(StreamClaims),
+            None => claims_from(query_token(parts).as_deref(), state).map(StreamClaims),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod campaigns;
 pub mod categories;
+pub mod channels;
 pub mod deliveries;
 pub mod devices;
 pub mod extract;
@@ -42,6 +43,7 @@ use crate::state::AppState;
         (name = "campaigns", description = "Campaigns: an audience of any size at a chosen time (API key)"),
         (name = "policy", description = "Categories (API key), user preferences (user token; admin twin with API key) and delivery decisions"),
         (name = "live", description = "Live delivery over SSE and WebSocket (user token)"),
+        (name = "channels", description = "Realtime channels: publish any bytes (API key); read over SSE or WebSocket (user token with a channels claim)"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(campaigns::cancel))
         .routes(routes!(stream::stream))
         .routes(routes!(ws::websocket))
+        .merge(channel_routes())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
         .split_for_parts();
@@ -128,6 +131,17 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .layer(middleware::from_fn(observe))
         .with_state(state)
+}
+
+/// Realtime channels. Their publish bodies are streamed and limited by `[channels]`, not by
+/// `limits.max_body_bytes`.
+fn channel_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(channels::publish))
+        .routes(routes!(channels::publish_batch))
+        .routes(routes!(channels::stream))
+        .routes(routes!(channels::websocket))
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// Request metrics and a debug log line. Query strings are never logged: they may hold tokens.

@@ -74,7 +74,7 @@ impl EmbeddedStore {
             .map(|name| db.keyspace(name, KeyspaceCreateOptions::default))
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        let channels = ChannelLog::open(&db, dir.as_ref(), options.channels.clone())?;
+        let channels = ChannelLog::open(&db, dir.as_ref(), options.channels)?;
         let global = load_global(&keyspaces)?;
         let (jobs, last_job_seq) = load_jobs(&keyspaces)?;
         let lanes = Arc::new(Lanes::default());

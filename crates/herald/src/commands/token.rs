@@ -1,6 +1,6 @@
 //! `herald token USER`
 
-use herald_server::auth::{issue_token, token_secret};
+use herald_server::auth::{issue_channel_token, token_secret};
 
 use crate::ConfigArgs;
 
@@ -11,6 +11,10 @@ pub struct Args {
     /// How long the token is valid: seconds, or with a unit (15m, 12h, 7d).
     #[arg(long, default_value = "24h")]
     ttl: String,
+    /// A realtime channel the token may read: a name, or a prefix ending in `*`
+    /// (`session:1234*`). Repeat for several.
+    #[arg(long = "channel", value_name = "PATTERN")]
+    channels: Vec<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -19,6 +23,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let config = super::load_config(&args.config)?;
     let ttl = super::parse_duration(&args.ttl)?;
     let secret = token_secret(&config).map_err(|e| e.to_string())?;
-    println!("{}", issue_token(&secret, &args.user, ttl)?);
+    println!(
+        "{}",
+        issue_channel_token(&secret, &args.user, ttl, &args.channels)?
+    );
     Ok(())
 }
