@@ -161,6 +161,43 @@ async function demo(browser) {
   }
 }
 
+/** The SDK alone, over each transport: events missed while disconnected are replayed on reconnect. */
+async function sdkResume(page) {
+  const resumeUser = `${user}-resume`;
+  for (const transport of ['sse', 'websocket']) {
+    step(`sdk: resume after a reconnect over ${transport}`);
+    const { token } = await api('POST', `/v1/users/${resumeUser}/token`);
+    const position = await page.evaluate(async ({ token, transport }) => {
+      const { Herald } = await import('/sdk/herald.js');
+      const client = new Herald({ token, transport });
+      await client.connect();
+      client.disconnect();
+      window.resumeClient = client;
+      return client.lastPosition;
+    }, { token, transport });
+    check(/^\d+-\d+$/.test(position), `a position after ready, not ${position}`);
+    const title = `Missed over ${transport}`;
+    const before = (await api('GET', `/v1/users/${resumeUser}/notifications?limit=1`)).unread;
+    await api('POST', '/v1/notifications', { to: { users: [resumeUser] }, title });
+    // Stored before the reconnect, so it can only come back as a replay.
+    for (let unread = before; unread === before;) {
+      unread = (await api('GET', `/v1/users/${resumeUser}/notifications?limit=1`)).unread;
+    }
+    const replayed = await page.evaluate(async (title) => {
+      const client = window.resumeClient;
+      const heard = new Promise((resolve) => client.addEventListener('notification', (e) => {
+        if (e.detail.notification.title === title) resolve(e.detail);
+      }));
+      await client.connect();
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(`${title} was not replayed`)), 5000));
+      const detail = await Promise.race([heard, timeout]);
+      client.disconnect();
+      return detail;
+    }, title);
+    check(replayed.notification.read === false && replayed.unread >= 1, `replayed: ${JSON.stringify(replayed)}`);
+  }
+}
+
 async function admin(browser, demoPage) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
   const page = await context.newPage();
@@ -233,6 +270,7 @@ async function main() {
   const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
   try {
     const { page: demoPage } = await demo(browser);
+    await sdkResume(demoPage);
     await admin(browser, demoPage);
     check(pageProblems.length === 0, `the pages reported problems:\n  ${pageProblems.join('\n  ')}`);
     step(`done; screenshots in ${artifacts}`);
