@@ -9,6 +9,7 @@ pub mod hub;
 pub mod metrics;
 pub mod problem;
 pub mod state;
+pub mod web;
 pub mod workers;
 
 use std::future::Future;
@@ -105,6 +106,7 @@ pub async fn serve(
         hub: hub.clone(),
         channel_hub: channel_hub.clone(),
         auth: Arc::new(auth),
+        token_secret: secrets.token_secret.as_str().into(),
         config: config.clone(),
         categories: categories.clone(),
         campaigns_wake: campaigns_wake.clone(),

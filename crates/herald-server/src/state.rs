@@ -19,6 +19,9 @@ pub struct AppState {
     /// Realtime channel subscribers on this node.
     pub channel_hub: Arc<ChannelHub>,
     pub auth: Arc<Auth>,
+    /// Signs the user tokens a publisher mints for its users (`POST /v1/users/{user}/token`).
+    /// Never logged: `AppState` has no `Debug`.
+    pub token_secret: Arc<str>,
     pub config: Arc<Config>,
     pub categories: Arc<Categories>,
     /// Tells this node's campaign worker that a campaign changed (started, resumed, uploaded).

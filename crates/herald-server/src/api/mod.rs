@@ -1,6 +1,7 @@
 //! The HTTP API under `/v1`, plus operations endpoints. Routes and their OpenAPI description
 //! come from the same handler annotations, so the served document cannot drift from the server.
 
+pub mod admin;
 pub mod campaigns;
 pub mod categories;
 pub mod channels;
@@ -13,7 +14,9 @@ pub mod ops;
 pub mod preferences;
 pub mod publish;
 pub mod stream;
+pub mod tokens;
 pub mod topics;
+pub mod webpush;
 pub mod ws;
 
 use std::time::Instant;
@@ -106,6 +109,9 @@ pub fn router(state: AppState) -> Router {
         .merge(channel_routes())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::metrics))
+        .routes(routes!(tokens::mint))
+        .routes(routes!(admin::overview))
+        .routes(routes!(webpush::vapid_public_key))
         .split_for_parts();
     // Shared bytes, not a String: axum clones handlers (and the router, per connection).
     let document = bytes::Bytes::from(
@@ -114,6 +120,7 @@ pub fn router(state: AppState) -> Router {
             .expect("the OpenAPI document serializes"),
     );
     router
+        .merge(crate::web::router())
         .route(
             "/v1/openapi.json",
             get(move || async move { ([("content-type", "application/json")], document) }),

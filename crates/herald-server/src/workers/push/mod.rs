@@ -5,5 +5,6 @@ pub mod enqueue;
 pub mod gate;
 pub mod providers;
 pub mod sender;
+pub mod stats;
 
 pub use providers::Providers;

@@ -220,6 +220,7 @@ async fn send(
     };
     metrics::counter!("herald_push_sends_total", "provider" => label, "result" => result_label(&result))
         .increment(1);
+    super::stats::record(label, &result);
     match result {
         SendResult::Sent => done(task, SendStatus::Sent, None),
         SendResult::DryRun => done(task, SendStatus::DryRun, None),
