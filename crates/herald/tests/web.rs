@@ -52,7 +52,44 @@ async fn only_an_api_key_mints_user_tokens_and_they_open_the_users_routes() {
         .post_as("/v1/users/alice/token?ttl_seconds=120", API_KEY, None)
         .await;
     assert_eq!((status, short["expires_in"].clone()), (200, json!(120)));
+    // A token may name the realtime channels it reads; no other channel opens to it.
+    let (status, viewer) = server
+        .post_as(
+            "/v1/users/alice/token?channels=session:12*,logs",
+            API_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(viewer["channels"], json!(["session:12*", "logs"]));
+    let viewer = viewer["token"].as_str().unwrap();
+    for (channel, expected) in [
+        ("session:1234", 200),
+        ("logs", 200),
+        ("session:99", 403),
+        ("other", 403),
+    ] {
+        let response = server
+            .http
+            .get(server.url(&format!("/v1/channels/{channel}/stream")))
+            .bearer_auth(viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{channel}");
+    }
+    let (_, plain) = server.post_as("/v1/users/alice/token", API_KEY, None).await;
+    let response = server
+        .http
+        .get(server.url("/v1/channels/logs/stream"))
+        .bearer_auth(plain["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 403).await;
+
     for bad in [
+        "/v1/users/alice/token?channels=a*b",
         "/v1/users/alice/token?ttl_seconds=10",
         "/v1/users/alice/token?ttl_seconds=100000",
         "/v1/users/not%20a%20user/token",

@@ -22,6 +22,9 @@ pub const MAX_TTL_SECONDS: u64 = 24 * 3600;
 pub struct TokenQuery {
     /// Seconds the token is valid, 60 to 86,400 (default 3,600).
     pub ttl_seconds: Option<u64>,
+    /// Realtime channels the token may read, comma-separated: names, or prefixes ending in
+    /// `*` (`session:1234*`). Without it the token reads no channel.
+    pub channels: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -32,6 +35,9 @@ pub struct UserToken {
     /// RFC 3339, UTC.
     pub expires_at: String,
     pub expires_in: u64,
+    /// The channel patterns the token may read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
 }
 
 /// Mint a user token (for the browser SDK and the bell widget).
@@ -60,8 +66,19 @@ pub async fn mint(
         )));
     }
     let now = herald_core::time::now_ms();
-    let token =
-        crate::auth::issue_token(&state.token_secret, &user, ttl).map_err(Problem::bad_request)?;
+    let channels: Vec<String> = q
+        .channels
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let token = crate::auth::issue_channel_token(&state.token_secret, &user, ttl, &channels)
+        .map_err(Problem::bad_request)?;
     let expires_at = herald_core::time::rfc3339_ms(now + ttl as i64 * 1000);
     // A credential: no cache, shared or private, may keep it.
     Ok((
@@ -71,6 +88,7 @@ pub async fn mint(
             user,
             expires_at,
             expires_in: ttl,
+            channels,
         }),
     ))
 }
