@@ -134,6 +134,10 @@ pub struct Campaign {
     pub owner: Option<String>,
     pub lease_until: i64,
     pub version: u64,
+    /// The uploaded recipient list was deleted, some time after the campaign ended (its count
+    /// is kept).
+    #[serde(default)]
+    pub recipients_dropped: bool,
 }
 
 impl CampaignRequest {
@@ -201,6 +205,7 @@ impl CampaignRequest {
             owner: None,
             lease_until: 0,
             version: 0,
+            recipients_dropped: false,
         }
     }
 }

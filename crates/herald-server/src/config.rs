@@ -147,6 +147,9 @@ pub struct WorkerOptions {
     /// How long a node's claim on a campaign it is sending holds without progress; then
     /// another node takes the campaign over from its last checkpoint.
     pub campaign_lease_ms: u64,
+    /// How long an ended campaign's uploaded recipient list is kept; then it is deleted (its
+    /// count stays in the report).
+    pub campaign_recipients_keep_seconds: u64,
 }
 
 impl Default for WorkerOptions {
@@ -155,6 +158,7 @@ impl Default for WorkerOptions {
             fanout_batch: 512,
             topic_page: 2000,
             campaign_lease_ms: 15_000,
+            campaign_recipients_keep_seconds: 24 * 3600,
         }
     }
 }

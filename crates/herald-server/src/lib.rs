@@ -119,7 +119,11 @@ pub async fn serve(
         hub.clone(),
     ));
     tokio::spawn(channels::dispatch(store.clone(), channel_hub));
-    tokio::spawn(workers::housekeeping::run(store.clone(), stop_rx.clone()));
+    tokio::spawn(workers::housekeeping::run(
+        store.clone(),
+        Duration::from_secs(config.workers.campaign_recipients_keep_seconds),
+        stop_rx.clone(),
+    ));
     let providers =
         Arc::new(workers::push::Providers::from_config(&config).map_err(ServerError::Setup)?);
     tracing::info!(providers = %providers.describe(), dry_run = config.push.dry_run, "push delivery");

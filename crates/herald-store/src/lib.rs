@@ -228,6 +228,11 @@ pub trait Store: Send + Sync + 'static {
     async fn recipients(&self, campaign: &str, from: u64, limit: usize) -> Result<Vec<String>>;
 
     /// Users with at least one device, in id order, after `after`: a push to everyone.
+    /// Deletes a campaign's uploaded recipient list; [`recipient_count`](Self::recipient_count)
+    /// still answers its length. For ended campaigns only: an upload racing it may leave a
+    /// remainder.
+    async fn drop_recipients(&self, campaign: &str) -> Result<()>;
+
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
 
     /// The feed events of every write, in commit order per user, for the realtime hub.

@@ -54,6 +54,7 @@ on_both_engines!(
     pause_resume_and_cancel,
     kill_9_mid_campaign_loses_nothing_and_doubles_nothing,
     topic_and_everyone_campaigns,
+    an_ended_campaigns_list_is_deleted_and_its_count_kept,
 );
 
 async fn create(server: &Server, body: Value) -> String {
@@ -459,4 +460,31 @@ async fn topic_and_everyone_campaigns(engine: Engine) {
     let per_token = pushes_per_token(&fakes);
     assert_eq!(per_token["tok-sub00"], 2);
     assert_eq!(per_token["tok-loner"], 1);
+}
+
+async fn an_ended_campaigns_list_is_deleted_and_its_count_kept(engine: Engine) {
+    let Env {
+        server,
+        fakes: _fakes,
+        redis: _redis,
+    } = start(engine, "[workers]\ncampaign_recipients_keep_seconds = 1\n").await;
+    let id = create(
+        &server,
+        json!({"name": "short-lived list", "message": {"title": "Hi", "channels": ["inbox"]}}),
+    )
+    .await;
+    let (status, _) = upload(&server, &id, "text/plain", "kim\nlee\nmay\n".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(act(&server, &id, "start").await.0, 200);
+    let done = campaign_until(&server, &id, "completion", |c| c["state"] == "completed").await;
+    assert_eq!(done["recipients_dropped"], false, "kept for a second first");
+    let dropped = campaign_until(&server, &id, "the list's deletion", |c| {
+        c["recipients_dropped"] == true
+    })
+    .await;
+    assert_eq!(dropped["recipients"], 3, "the count stays in the report");
+    assert_eq!(dropped["done"], 3);
+    // The inbox entries stay: only the list went.
+    let (_, inbox) = server.get_as("/v1/users/lee/notifications", API_KEY).await;
+    assert_eq!(inbox["items"].as_array().map(Vec::len), Some(1), "{inbox}");
 }

@@ -47,6 +47,9 @@ pub struct CampaignView {
     pub notification: Option<String>,
     /// Distinct users listed (list audiences).
     pub recipients: u64,
+    /// The uploaded list was deleted after the campaign ended
+    /// (`workers.campaign_recipients_keep_seconds`); `recipients` keeps its count.
+    pub recipients_dropped: bool,
     /// Recipients handled so far.
     pub done: u64,
     /// Audience lines that were not user ids, in all uploads, and the first of them.
@@ -148,6 +151,7 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
         created_at: time(c.created_at),
         started_at: c.started_at.map(time),
         finished_at: c.finished_at.map(time),
+        recipients_dropped: c.recipients_dropped,
         id: c.id,
         name: c.name,
         state: c.state,

@@ -1,9 +1,11 @@
-//! Periodic chores: queue depth gauges, purge of expired content, and live event dispatch.
+//! Periodic chores: queue depth gauges, purge of expired content, deletion of ended campaigns'
+//! recipient lists, and live event dispatch.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::{Live, Store};
+use herald_core::{Audience, Campaign};
+use herald_store::{Live, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::hub::Hub;
@@ -28,9 +30,16 @@ pub async fn dispatch_live(store: Arc<dyn Store>, hub: Arc<Hub>) {
     }
 }
 
-pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    keep_recipients: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut since_purge = Duration::ZERO;
+    // Ended campaigns are looked at every minute (sooner when lists are kept less than that).
+    let cleanup_every = keep_recipients.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut since_cleanup = cleanup_every;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -45,6 +54,13 @@ pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
             for (lane, depth) in herald_core::Priority::LANES.iter().zip(depths) {
                 metrics::gauge!("herald_push_queue_depth", "lane" => lane.as_str())
                     .set(depth as f64);
+            }
+        }
+        since_cleanup += Duration::from_secs(1);
+        if since_cleanup >= cleanup_every {
+            since_cleanup = Duration::ZERO;
+            if let Err(e) = drop_ended_recipient_lists(&*store, keep_recipients).await {
+                tracing::warn!(error = %e, "dropping ended campaigns' recipient lists failed; will retry");
             }
         }
         since_purge += Duration::from_secs(1);
@@ -71,4 +87,38 @@ pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// Deletes the uploaded recipient lists of campaigns that ended more than `keep` ago (a list of
+/// millions is worth its disk only while it may be sent), and marks them so.
+async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result<(), StoreError> {
+    let now = herald_core::time::now_ms();
+    let mut before: Option<String> = None;
+    loop {
+        let page = store.campaigns(before.as_deref(), 100).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        before = Some(last.id.clone());
+        for campaign in page {
+            if due_for_drop(&campaign, keep, now) {
+                store.drop_recipients(&campaign.id).await?;
+                let marked = Campaign {
+                    recipients_dropped: true,
+                    ..campaign
+                };
+                // Lost to a concurrent change: the next round drops (idempotently) and marks.
+                store.update_campaign(&marked).await?;
+                tracing::info!(campaign = %marked.id, "deleted the ended campaign's recipient list");
+            }
+        }
+    }
+}
+
+fn due_for_drop(c: &Campaign, keep: Duration, now_ms: i64) -> bool {
+    let ended = c.finished_at.unwrap_or(c.created_at);
+    c.state.is_final()
+        && c.audience == Audience::List
+        && !c.recipients_dropped
+        && now_ms - ended >= keep.as_millis() as i64
 }

@@ -233,3 +233,26 @@ pub async fn device_owners_are_walked_in_id_order<H: Harness, F: Future<Output =
         ["abby", "dora"]
     );
 }
+
+pub async fn dropped_recipient_lists_keep_their_count<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let h = make(Limits::default()).await;
+    let store = h.store();
+    let (a, b) = (campaign("a"), campaign("b"));
+    store
+        .add_recipients(&a.id, &users("a", 25_000))
+        .await
+        .unwrap();
+    store.add_recipients(&b.id, &users("b", 3)).await.unwrap();
+    store.drop_recipients(&a.id).await.unwrap();
+    assert_eq!(store.recipient_count(&a.id).await.unwrap(), 25_000);
+    assert!(store.recipients(&a.id, 0, 10).await.unwrap().is_empty());
+    // Dropping twice, or a list never uploaded, changes nothing.
+    store.drop_recipients(&a.id).await.unwrap();
+    store.drop_recipients("none").await.unwrap();
+    assert_eq!(store.recipient_count(&a.id).await.unwrap(), 25_000);
+    assert_eq!(store.recipient_count("none").await.unwrap(), 0);
+    // Other lists are untouched.
+    assert_eq!(store.recipients(&b.id, 0, 10).await.unwrap(), users("b", 3));
+}

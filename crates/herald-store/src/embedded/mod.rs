@@ -430,6 +430,14 @@ impl Store for EmbeddedStore {
         recipients::page(&self.keyspaces[RECIPIENT_POSITIONS], campaign, from, limit)
     }
 
+    async fn drop_recipients(&self, campaign: &str) -> Result<()> {
+        let (db, keyspaces, campaign) =
+            (self.db.clone(), self.keyspaces.clone(), campaign.to_owned());
+        tokio::task::spawn_blocking(move || recipients::drop_list(&db, &keyspaces, &campaign))
+            .await
+            .map_err(|e| StoreError::Backend(format!("recipient drop task: {e}")))?
+    }
+
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         devices::owners(&self.keyspaces[USER_DEVICES], after, limit)
     }

@@ -48,6 +48,33 @@ pub fn add(overlay: &mut Overlay<'_>, campaign: &str, users: &[String]) -> Resul
     })
 }
 
+/// Deletes a list's members and positions (not its count), in slices, so a list of millions
+/// never sits in one write batch. Outside the writer thread: nothing writes an ended list.
+pub fn drop_list(db: &fjall::Database, keyspaces: &[Keyspace], campaign: &str) -> Result<()> {
+    const SLICE: usize = 10_000;
+    let mut prefix = campaign.as_bytes().to_vec();
+    prefix.push(0);
+    for index in [RECIPIENTS, RECIPIENT_POSITIONS] {
+        let keyspace = &keyspaces[index];
+        loop {
+            let keys: Vec<_> = keyspace
+                .prefix(&prefix)
+                .take(SLICE)
+                .map(|g| g.key().map_err(backend))
+                .collect::<Result<_>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut batch = db.batch();
+            for key in &keys {
+                batch.remove(keyspace, key.to_vec());
+            }
+            batch.commit().map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn count(keyspace: &Keyspace, campaign: &str) -> Result<u64> {
     decode_count(
         keyspace

@@ -109,6 +109,10 @@ pub fn campaign_list(id: &str) -> String {
 pub fn campaign_members(id: &str) -> String {
     format!("{{c:{id}}}:s")
 }
+/// How many recipients a dropped list held.
+pub fn campaign_dropped_count(id: &str) -> String {
+    format!("{{c:{id}}}:n")
+}
 /// Every campaign id (score 0, so in id order: ULIDs sort by creation time).
 pub const CAMPAIGNS: &str = "campaigns";
 /// The ids of campaigns neither completed nor cancelled (score 0, in id order).

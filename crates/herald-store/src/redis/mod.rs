@@ -1106,6 +1106,10 @@ impl Store for RedisStore {
         self.recipients_from(campaign, from, limit).await
     }
 
+    async fn drop_recipients(&self, campaign: &str) -> Result<()> {
+        self.drop_recipient_list(campaign).await
+    }
+
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
         self.owners_after(after, limit).await
     }

@@ -3,8 +3,6 @@
 //! campaign's slot, so one script call per batch checks and appends atomically: concurrent
 //! uploads never give two users one position, nor one user two.
 
-use ::redis::AsyncCommands;
-
 use super::{RedisStore, backend, keys};
 use crate::{RecipientsAdded, Result};
 
@@ -42,11 +40,35 @@ impl RedisStore {
         })
     }
 
+    /// The list's length, or the length it had when it was dropped.
     pub(super) async fn count_recipients(&self, campaign: &str) -> Result<u64> {
-        self.conn()
+        let (len, dropped): (u64, Option<u64>) = ::redis::pipe()
             .llen(keys::campaign_list(campaign))
+            .get(keys::campaign_dropped_count(campaign))
+            .query_async(&mut self.conn())
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        Ok(len.max(dropped.unwrap_or(0)))
+    }
+
+    /// Keeps the count, then unlinks the list and its member set (Redis frees them in the
+    /// background). All on the campaign's slot, in one script.
+    pub(super) async fn drop_recipient_list(&self, campaign: &str) -> Result<()> {
+        ::redis::Script::new(
+            r"
+local n = redis.call('LLEN', KEYS[2])
+if n > 0 then redis.call('SET', KEYS[3], n) end
+redis.call('UNLINK', KEYS[1], KEYS[2])
+return n
+",
+        )
+        .key(keys::campaign_members(campaign))
+        .key(keys::campaign_list(campaign))
+        .key(keys::campaign_dropped_count(campaign))
+        .invoke_async::<u64>(&mut self.conn())
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     pub(super) async fn recipients_from(
