@@ -134,6 +134,25 @@ impl H2Client {
             .map_err(|_| late())?
     }
 
+    /// Opens every connection not open yet, at once, within the request timeout.
+    pub async fn warm(&self) -> Result<(), String> {
+        let opened = futures_util::future::join_all(
+            self.slots
+                .iter()
+                .map(|slot| tokio::time::timeout(self.timeout, self.connect_slot(slot))),
+        )
+        .await;
+        for result in opened {
+            result.map_err(|_| format!("no connection within {:?}", self.timeout))??;
+        }
+        Ok(())
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.slots.iter().filter(|s| live(s).is_some()).count()
+    }
+
     async fn connect_slot(&self, slot: &Slot) -> Result<Conn, String> {
         let _one = slot.connecting.lock().await;
         if let Some(conn) = live(slot) {

@@ -33,6 +33,13 @@ pub trait Provider: Send + Sync + 'static {
     /// Sends `message` to `device`. With `dry_run`, validates without delivering where the
     /// provider supports it, and otherwise returns [`SendResult::DryRun`] without calling it.
     async fn send(&self, message: &PushMessage, device: &Device, dry_run: bool) -> SendResult;
+
+    /// Opens connections and fetches credentials ahead of a known burst (a campaign about to
+    /// start), so its first sends do not wait for TLS handshakes or an OAuth round trip.
+    /// Failures are left for the sends to meet and report.
+    async fn warm(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Reads a `Retry-After` header given in seconds (the form FCM and APNs use).

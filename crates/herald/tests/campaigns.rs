@@ -229,6 +229,9 @@ async fn a_scheduled_campaign_starts_at_its_second(engine: Engine) {
         !fakes.fcm.wait_for(1, Duration::from_secs(2)).await,
         "nothing is sent before its time"
     );
+    // Staged ahead of its second: the provider's OAuth token is already fetched (and its
+    // connections opened), so the first sends do not wait for them.
+    assert_eq!(fakes.fcm.stats().access_tokens_issued, 1);
     assert!(fakes.fcm.wait_for(20, Duration::from_secs(10)).await);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

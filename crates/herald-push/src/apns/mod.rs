@@ -48,6 +48,10 @@ impl Provider for Apns {
         Platform::Apns
     }
 
+    async fn warm(&self) -> Result<(), String> {
+        self.h2.warm().await
+    }
+
     async fn send(&self, message: &PushMessage, device: &Device, dry_run: bool) -> SendResult {
         // APNs has no validate-only mode: a dry run never calls it.
         if dry_run {

@@ -115,6 +115,12 @@ impl Provider for Fcm {
         Platform::Fcm
     }
 
+    async fn warm(&self) -> Result<(), String> {
+        let (token, connections) = tokio::join!(self.tokens.token(), self.h2.warm());
+        token?;
+        connections
+    }
+
     async fn send(&self, message: &PushMessage, device: &Device, dry_run: bool) -> SendResult {
         // The clock matters only for the TTL left.
         let now = if message.expires_at_ms.is_some() {
@@ -200,6 +206,32 @@ mod tests {
     use herald_fakes::{FakeFcm, FakeHandle, FcmConfig, TestCa};
 
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn warming_opens_every_connection_and_fetches_the_token_before_a_send() {
+        let ca = TestCa::new();
+        let fake = FakeFcm::start(&ca, FcmConfig::default()).await.unwrap();
+        let account: ServiceAccount = serde_json::from_str(&fake.service_account_json()).unwrap();
+        let fcm = Fcm::with_account(
+            account,
+            &fake.url(),
+            HttpOptions {
+                connections: 3,
+                timeout: Duration::from_secs(5),
+                extra_ca_pem: Some(Arc::new(ca.ca_pem().into_bytes())),
+                http2_only: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(fcm.h2.open_connections(), 0, "nothing before it is asked");
+        fcm.warm().await.unwrap();
+        assert_eq!(fcm.h2.open_connections(), 3);
+        assert_eq!(fake.stats().access_tokens_issued, 1);
+        assert!(fake.received().is_empty(), "warming sends nothing");
+        // Warm again: nothing new is opened or fetched.
+        fcm.warm().await.unwrap();
+        assert_eq!(fake.stats().access_tokens_issued, 1);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sends_time_out_and_tokens_refresh_against_the_fake() {

@@ -113,9 +113,19 @@ impl CampaignWorker {
         self.store.update_campaign(&c).await
     }
 
-    /// Shortly before `send_at`, stores the campaign's notification (dated `send_at`), so the
-    /// durable write is not what the first send waits for.
+    /// Shortly before `send_at`, stores the campaign's notification (dated `send_at`) and warms
+    /// the push providers, so neither the durable write nor connection setup is what the first
+    /// send waits for.
     async fn stage(&self, mut c: Campaign) -> Result<(), StoreError> {
+        let pushes = c
+            .message
+            .channels
+            .as_ref()
+            .is_none_or(|channels| channels.contains(&Channel::Push));
+        if pushes && !c.dry_run {
+            // TLS handshakes and OAuth tokens now, not in front of the first sends.
+            self.providers.warm();
+        }
         c.notification = Some(self.store_notification(&c).await?);
         // Lost to a concurrent change, the stored notification is found again by its key.
         self.store.update_campaign(&c).await?;

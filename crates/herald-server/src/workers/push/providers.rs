@@ -104,6 +104,23 @@ impl Providers {
     }
 
     /// Whether sends to this platform are queued: it is configured, or everything is a dry run.
+    /// Opens the push providers' connections and fetches their credentials in the background,
+    /// ahead of a burst known in advance (a scheduled campaign).
+    pub fn warm(self: &Arc<Self>) {
+        if self.dry_run {
+            return;
+        }
+        let providers = self.clone();
+        tokio::spawn(async move {
+            let warming = providers.platforms.iter().map(|(platform, limited)| async move {
+                if let Err(e) = limited.outlet.warm().await {
+                    tracing::warn!(?platform, error = %e, "could not warm the provider's connections; sends will open them");
+                }
+            });
+            futures_util::future::join_all(warming).await;
+        });
+    }
+
     pub fn takes(&self, platform: Platform) -> bool {
         self.dry_run || self.platforms.contains_key(&platform)
     }
