@@ -130,6 +130,7 @@ async fn the_overview_shows_lanes_and_what_each_provider_answered() {
         assert!(Instant::now() < deadline, "no dry run counted: {overview}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    assert_eq!(overview["channel_subscribers"], 0, "{overview}");
     for queue in ["fanout_queue", "push_queue"] {
         for lane in ["high", "normal", "low"] {
             assert!(overview[queue][lane].is_u64(), "{queue}.{lane}: {overview}");

@@ -46,6 +46,8 @@ pub struct Overview {
     pub providers: BTreeMap<String, ProviderCounts>,
     /// Live SSE and WebSocket connections on this node.
     pub live_connections: usize,
+    /// Realtime channel subscribers (SSE and WebSocket) on this node.
+    pub channel_subscribers: usize,
     pub node: String,
     pub version: &'static str,
 }
@@ -71,6 +73,7 @@ pub async fn overview(
             .map(|(name, counts)| (name.to_owned(), counts))
             .collect(),
         live_connections: state.hub.connections(),
+        channel_subscribers: state.channel_hub.subscribers(),
         node: state.config.node_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
     }))

@@ -15,7 +15,8 @@ export function render(overview) {
     Object.entries(overview.providers).map(([name, c]) => [name, c.sent, c.failed, c.pruned, c.retried, c.dry_run]),
   );
   document.getElementById('overview-meta').textContent =
-    `Node ${overview.node}, Herald ${overview.version}, ${number(overview.live_connections)} live connections.`;
+    `Node ${overview.node}, Herald ${overview.version}, ${number(overview.live_connections)} live connections, ` +
+    `${number(overview.channel_subscribers)} channel subscribers.`;
 }
 
 export async function refresh() {
