@@ -261,13 +261,16 @@ impl Deployment {
         }
     }
 
-    /// A client for the live-event subscription, asked for again at every reconnect (after a
-    /// failover it reaches the new primary). Classic PUBLISH reaches every node of a Cluster, so
-    /// subscribing on one seed node hears all events.
-    pub async fn pubsub_client(&self) -> RedisResult<::redis::Client> {
+    /// A client for the live-event subscription, asked for again at every reconnect (`attempt`
+    /// counts them; after a failover it reaches the new primary). Classic PUBLISH reaches every
+    /// node of a Cluster, so subscribing on any one node hears all events: each attempt tries
+    /// the next seed, so a dead seed is not asked forever.
+    pub async fn pubsub_client(&self, attempt: usize) -> RedisResult<::redis::Client> {
         match self {
             Deployment::Single(url) => ::redis::Client::open(url.as_str()),
-            Deployment::Cluster(seeds) => ::redis::Client::open(seeds[0].as_str()),
+            Deployment::Cluster(seeds) => {
+                ::redis::Client::open(seeds[attempt % seeds.len()].as_str())
+            }
             Deployment::Sentinel { sentinels, master } => {
                 let mut sentinel = ::redis::sentinel::Sentinel::build(sentinels.clone())?;
                 sentinel.async_master_for(master, None).await

@@ -134,8 +134,10 @@ pub async fn listen(
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut subscribed_before = false;
+    let mut attempt = 0;
     loop {
-        let client = deployment.pubsub_client().await;
+        let client = deployment.pubsub_client(attempt).await;
+        attempt += 1;
         match async { client?.get_async_pubsub().await }.await {
             Ok(mut pubsub) => {
                 if let Err(e) = pubsub
