@@ -7,6 +7,7 @@
 mod api;
 mod broadcast;
 mod campaign;
+mod channels;
 mod clients;
 mod fanout;
 mod h2load;
@@ -48,6 +49,9 @@ enum Bench {
     /// One campaign to N users end to end: upload, time from `send_at` to the last inbox entry
     /// or push send (next to h2load), and the server's memory.
     Campaign(campaign::Args),
+    /// Realtime channels: throughput, latency and one big message over WebSocket, next to a
+    /// Node.js socket.io + ioredis relay started in the same run.
+    Channels(channels::Args),
 }
 
 /// Where the human-readable lines go: stdout, or stderr when stdout carries JSON.
@@ -81,6 +85,7 @@ pub fn run(args: Args) -> Result<(), String> {
         Bench::SseLatency(a) => a.clients + a.publishers,
         Bench::Broadcast(a) => a.clients,
         Bench::SseMemory(a) => a.clients + 1,
+        Bench::Channels(a) => a.connections(),
         Bench::Fanout(_) | Bench::Push(_) | Bench::Preemption(_) | Bench::Campaign(_) => 0,
     } as libc::rlim_t
         + 64;
@@ -104,6 +109,7 @@ pub fn run(args: Args) -> Result<(), String> {
             Bench::Push(a) => push::run(a, out).await,
             Bench::Preemption(a) => preemption::run(a, out).await,
             Bench::Campaign(a) => campaign::run(a, out).await,
+            Bench::Channels(a) => channels::run(a, out).await,
         }
     });
     // Client tasks still parked on their sockets are dropped with the runtime.
