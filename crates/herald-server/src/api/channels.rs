@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt, stream};
+use futures_util::{FutureExt, SinkExt, StreamExt, stream};
 use herald_core::channel::{allowed, check_channel};
 use herald_core::time::rfc3339_ms;
 use herald_store::{ChannelBody, ChannelMessage, NewChannelMessage};
@@ -450,21 +450,25 @@ fn message_fields(message: &ChannelMessage) -> serde_json::Map<String, Value> {
 fn sse_event(out: Out) -> Event {
     match out {
         Out::Message { message, data } => {
-            let mut fields = message_fields(&message);
-            match as_text(&message.content_type, &data) {
-                Some(text) => {
-                    fields.insert("encoding".into(), json!("utf8"));
-                    fields.insert("data".into(), json!(text));
+            // Rendered once per message, whatever the number of subscribers.
+            let rendered = message.sse_data(|m| {
+                let mut fields = message_fields(m);
+                match as_text(&m.content_type, &data) {
+                    Some(text) => {
+                        fields.insert("encoding".into(), json!("utf8"));
+                        fields.insert("data".into(), json!(text));
+                    }
+                    None => {
+                        fields.insert("encoding".into(), json!("base64"));
+                        fields.insert("data".into(), json!(BASE64.encode(&data)));
+                    }
                 }
-                None => {
-                    fields.insert("encoding".into(), json!("base64"));
-                    fields.insert("data".into(), json!(BASE64.encode(&data)));
-                }
-            }
+                Value::Object(fields).to_string()
+            });
             Event::default()
                 .event("message")
                 .id(message.position.to_string())
-                .data(Value::Object(fields).to_string())
+                .data(rendered)
         }
         Out::Chunk {
             message,
@@ -576,11 +580,11 @@ pub async fn websocket(
         .on_upgrade(move |socket| run_websocket(socket, delivery, heartbeat)))
 }
 
-fn ws_header(message: &ChannelMessage, chunks: u32) -> Message {
+fn ws_header(message: &ChannelMessage, chunks: u32) -> String {
     let mut fields = message_fields(message);
     fields.insert("type".into(), json!("message"));
     fields.insert("chunks".into(), json!(chunks));
-    Message::Text(Value::Object(fields).to_string().into())
+    Value::Object(fields).to_string()
 }
 
 async fn run_websocket(socket: WebSocket, mut delivery: Delivery, heartbeat: Duration) {
@@ -611,51 +615,112 @@ async fn run_websocket(socket: WebSocket, mut delivery: Delivery, heartbeat: Dur
             }
         };
         let Some(out) = out else { break };
-        let frames = match out {
-            Out::Message { message, data } => match as_text(&message.content_type, &data) {
-                Some(text) => {
-                    let mut fields = message_fields(&message);
-                    fields.insert("type".into(), json!("message"));
-                    fields.insert("data".into(), json!(text));
-                    vec![Message::Text(Value::Object(fields).to_string().into())]
-                }
-                None => vec![ws_header(&message, 1), Message::Binary(data)],
-            },
-            Out::Chunk {
-                message,
-                index,
-                chunks,
-                data,
-            } => {
-                if index == 0 {
-                    vec![ws_header(&message, chunks), Message::Binary(data)]
-                } else {
-                    vec![Message::Binary(data)]
-                }
-            }
-            Out::Gap { from, to, reset } => {
-                let mut gap = json!({ "type": "gap", "from": from, "to": to });
-                if reset {
-                    gap["reset"] = json!(true);
-                }
-                vec![Message::Text(gap.to_string().into())]
-            }
-            Out::Cutoff { resume_after } => {
-                let close = CloseFrame {
-                    code: CLOSE_SLOW_CONSUMER,
-                    reason: format!("slow consumer; resume after {resume_after}").into(),
-                };
-                let _ = send(&mut tx, Message::Close(Some(close))).await;
-                return;
-            }
+        // Frames ready now go out in one write: with a burst, one flush (and one syscall)
+        // carries many messages instead of one each. `Delivery::next` is cancel-safe, so
+        // asking it without waiting loses nothing.
+        let mut fed = match feed(&mut tx, out).await {
+            Fed::Frames(bytes) => bytes,
+            Fed::Closed => return,
         };
-        for frame in frames {
-            if !send(&mut tx, frame).await {
-                return;
+        let mut ended = false;
+        while fed < FLUSH_BYTES {
+            match delivery.next().now_or_never() {
+                Some(Some(out)) => match feed(&mut tx, out).await {
+                    Fed::Frames(bytes) => fed += bytes,
+                    Fed::Closed => return,
+                },
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
             }
+        }
+        if !matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, tx.flush()).await,
+            Ok(Ok(()))
+        ) || ended
+        {
+            break;
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Message::Close(None))).await;
+}
+
+/// Bytes of frames written before they are flushed together.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+enum Fed {
+    /// Queued for the next flush: about this many bytes.
+    Frames(usize),
+    /// The connection is done (cut off, or the client is gone).
+    Closed,
+}
+
+/// Queues the frames of one delivery step without flushing them.
+async fn feed(tx: &mut futures_util::stream::SplitSink<WebSocket, Message>, out: Out) -> Fed {
+    let frames = match out {
+        Out::Message { message, data } => match as_text(&message.content_type, &data) {
+            Some(text) => {
+                let frame = message.first_frame(|m| {
+                    let mut fields = message_fields(m);
+                    fields.insert("type".into(), json!("message"));
+                    fields.insert("data".into(), json!(text));
+                    Value::Object(fields).to_string()
+                });
+                vec![Message::Text(frame)]
+            }
+            None => vec![
+                Message::Text(message.first_frame(|m| ws_header(m, 1))),
+                Message::Binary(data),
+            ],
+        },
+        Out::Chunk {
+            message,
+            index,
+            chunks,
+            data,
+        } => {
+            if index == 0 {
+                vec![
+                    Message::Text(message.first_frame(|m| ws_header(m, chunks))),
+                    Message::Binary(data),
+                ]
+            } else {
+                vec![Message::Binary(data)]
+            }
+        }
+        Out::Gap { from, to, reset } => {
+            let mut gap = json!({ "type": "gap", "from": from, "to": to });
+            if reset {
+                gap["reset"] = json!(true);
+            }
+            vec![Message::Text(gap.to_string().into())]
+        }
+        Out::Cutoff { resume_after } => {
+            let close = CloseFrame {
+                code: CLOSE_SLOW_CONSUMER,
+                reason: format!("slow consumer; resume after {resume_after}").into(),
+            };
+            let _ = send(tx, Message::Close(Some(close))).await;
+            return Fed::Closed;
+        }
+    };
+    let mut bytes = 0;
+    for frame in frames {
+        bytes += match &frame {
+            Message::Text(text) => text.len(),
+            Message::Binary(data) => data.len(),
+            _ => 0,
+        };
+        if !matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, tx.feed(frame)).await,
+            Ok(Ok(()))
+        ) {
+            return Fed::Closed;
+        }
+    }
+    Fed::Frames(bytes)
 }
 
 /// Ends a task when the connection that started it ends.

@@ -18,27 +18,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use herald_store::{ChannelBody, ChannelMessage, Store};
+use herald_store::{ChannelBody, Store};
 use tokio::sync::watch;
 
-use super::hub::ChannelSubscription;
+use super::Outgoing;
+use super::hub::{ChannelSubscription, queued_cost};
 use crate::problem::ApiResult;
 use crate::state::AppState;
 
 /// An idle subscriber reads its channel this often (plus up to a second, so subscribers spread
 /// out), in case the hub's lossy feed dropped the notice of the last message.
 const POLL: Duration = Duration::from_secs(4);
+/// Most messages taken at once from the hub's recent messages (within the subscriber's buffer).
+const RECENT_READ: usize = 128;
 
 /// What to send the client next.
 pub enum Out {
     /// A message whose payload is inline: all of it.
-    Message {
-        message: Arc<ChannelMessage>,
-        data: Bytes,
-    },
+    Message { message: Arc<Outgoing>, data: Bytes },
     /// Chunk `index` (of `chunks`) of a chunked message.
     Chunk {
-        message: Arc<ChannelMessage>,
+        message: Arc<Outgoing>,
         index: u32,
         chunks: u32,
         data: Bytes,
@@ -59,9 +59,14 @@ pub struct Delivery {
     /// The newest position known to exist.
     known_head: u64,
     /// Messages after `position` (and after `current`), in order, waiting to be sent.
-    backlog: VecDeque<Arc<ChannelMessage>>,
+    backlog: VecDeque<Arc<Outgoing>>,
+    /// What the backlog holds, counted as the hub counts its queue; live messages join it
+    /// only while it stays within the subscriber's buffer.
+    backlog_bytes: usize,
+    buffer_bytes: usize,
+    history_ms: i64,
     /// The chunked message being sent, and its next chunk.
-    current: Option<(Arc<ChannelMessage>, u32)>,
+    current: Option<(Arc<Outgoing>, u32)>,
     /// Gaps to announce before anything else.
     pending: VecDeque<Out>,
     read_max: usize,
@@ -96,6 +101,9 @@ impl Delivery {
             position,
             known_head: position,
             backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            buffer_bytes: channels.subscriber_buffer_bytes,
+            history_ms: channels.history_seconds as i64 * 1000,
             current: None,
             pending: VecDeque::new(),
             read_max: (channels.subscriber_buffer_bytes / channels.chunk_bytes.max(1))
@@ -119,6 +127,7 @@ impl Delivery {
             if *self.shutdown.borrow() {
                 return None;
             }
+            self.subscription.sent_up_to(self.position);
             if let Some(out) = self.pending.pop_front() {
                 return Some(out);
             }
@@ -137,7 +146,7 @@ impl Delivery {
             while let Some(message) = self.subscription.try_next() {
                 self.take_live(message);
             }
-            if let Some(message) = self.backlog.pop_front() {
+            if let Some(message) = self.pop_backlog() {
                 if message.position <= self.position {
                     continue;
                 }
@@ -149,6 +158,7 @@ impl Delivery {
                         reset: false,
                     };
                     self.position = message.position - 1;
+                    self.backlog_bytes += queued_cost(&message);
                     self.backlog.push_front(message);
                     return Some(gap);
                 }
@@ -202,13 +212,15 @@ impl Delivery {
 
     /// A message from the hub: sent from the queue when it continues what the client will have,
     /// else only noted (history fills the hole).
-    fn take_live(&mut self, message: Arc<ChannelMessage>) {
+    fn take_live(&mut self, message: Arc<Outgoing>) {
         let tail = match (self.backlog.back(), &self.current) {
             (Some(last), _) => last.position,
             (None, Some((current, _))) => current.position,
             (None, None) => self.position,
         };
-        if message.position == tail + 1 && self.backlog.len() < self.read_max {
+        let cost = queued_cost(&message);
+        if message.position == tail + 1 && self.backlog_bytes + cost <= self.buffer_bytes {
+            self.backlog_bytes += cost;
             self.known_head = self.known_head.max(message.position);
             self.backlog.push_back(message);
         } else if message.position > tail {
@@ -219,7 +231,7 @@ impl Delivery {
         }
     }
 
-    async fn chunk(&mut self, message: Arc<ChannelMessage>, index: u32) -> Option<Out> {
+    async fn chunk(&mut self, message: Arc<Outgoing>, index: u32) -> Option<Out> {
         let ChannelBody::Chunked { upload, chunks } = &message.body else {
             self.current = None;
             return None;
@@ -257,10 +269,33 @@ impl Delivery {
         }
     }
 
+    fn pop_backlog(&mut self) -> Option<Arc<Outgoing>> {
+        let message = self.backlog.pop_front()?;
+        self.backlog_bytes = self.backlog_bytes.saturating_sub(queued_cost(&message));
+        Some(message)
+    }
+
     /// Reads history after the client's position into the backlog.
     async fn read(&mut self) -> Option<()> {
         let after = self.position;
         let now = herald_core::time::now_ms();
+        // What this node dispatched lately is here already, rendered once for every subscriber.
+        let recent = self
+            .subscription
+            .recent(after + 1, RECENT_READ, now - self.history_ms);
+        if !recent.is_empty() {
+            self.need_read = false;
+            for message in recent {
+                let cost = queued_cost(&message);
+                if !self.backlog.is_empty() && self.backlog_bytes + cost > self.buffer_bytes {
+                    break;
+                }
+                self.known_head = self.known_head.max(message.position);
+                self.backlog_bytes += cost;
+                self.backlog.push_back(message);
+            }
+            return Some(());
+        }
         let read = match self
             .store
             .channel_read(&self.channel, after, self.read_max, now)
@@ -283,16 +318,15 @@ impl Delivery {
             self.position = 0;
             self.known_head = read.head;
             self.backlog.clear();
+            self.backlog_bytes = 0;
             return Some(());
         }
         self.known_head = read.head;
         let before = self.backlog.len();
-        self.backlog.extend(
-            read.messages
-                .into_iter()
-                .filter(|m| m.position > after)
-                .map(Arc::new),
-        );
+        for message in read.messages.into_iter().filter(|m| m.position > after) {
+            self.backlog_bytes += queued_cost(&message);
+            self.backlog.push_back(Outgoing::new(Arc::new(message)));
+        }
         if self.backlog.len() == before && read.head > after {
             // Everything after the client's position has expired.
             self.pending.push_back(Out::Gap {

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use herald_store::{ChannelBody, ChannelMessage, ChannelNotice};
+
+use super::Outgoing;
 use tokio::sync::mpsc;
 
 const SHARDS: usize = 64;
@@ -40,18 +42,34 @@ struct Shared {
     following: AtomicBool,
     /// The newest position the hub has seen for the channel since the subscription began.
     seen_head: AtomicU64,
+    /// The position the subscriber has sent up to: older messages are not queued for it (it
+    /// may run ahead of the hub, reading recent messages or history).
+    sent: AtomicU64,
 }
 
 struct Entry {
     id: u64,
-    tx: mpsc::UnboundedSender<Arc<ChannelMessage>>,
+    tx: mpsc::UnboundedSender<Arc<Outgoing>>,
     shared: Arc<Shared>,
 }
 
 type Subscribers = HashMap<Arc<str>, Vec<Entry>>;
 
+/// Most recent messages kept per channel with subscribers on this node, and their bytes: a
+/// subscriber a little behind reads them from here, rendered once for all, not from the store.
+const RECENT_MESSAGES: usize = 4096;
+const RECENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// A channel's most recent messages on this node, in position order.
+#[derive(Default)]
+struct Recent {
+    messages: std::collections::VecDeque<Arc<Outgoing>>,
+    bytes: usize,
+}
+
 pub struct ChannelHub {
     shards: Vec<RwLock<Subscribers>>,
+    recent: Vec<std::sync::Mutex<HashMap<Arc<str>, Recent>>>,
     hasher: RandomState,
     next_id: AtomicU64,
     budget: usize,
@@ -63,12 +81,12 @@ pub struct ChannelSubscription {
     channel: Arc<str>,
     id: u64,
     shared: Arc<Shared>,
-    messages: mpsc::UnboundedReceiver<Arc<ChannelMessage>>,
+    messages: mpsc::UnboundedReceiver<Arc<Outgoing>>,
 }
 
 impl ChannelSubscription {
     /// The next queued message without waiting, its cost released.
-    pub fn try_next(&mut self) -> Option<Arc<ChannelMessage>> {
+    pub fn try_next(&mut self) -> Option<Arc<Outgoing>> {
         let message = self.messages.try_recv().ok()?;
         self.release(&message);
         Some(message)
@@ -76,7 +94,7 @@ impl ChannelSubscription {
 
     /// The next queued message; `None` once the hub dropped this subscriber (cut off, or the
     /// hub is gone). Cancel-safe.
-    pub async fn next(&mut self) -> Option<Arc<ChannelMessage>> {
+    pub async fn next(&mut self) -> Option<Arc<Outgoing>> {
         let message = self.messages.recv().await?;
         self.release(&message);
         Some(message)
@@ -86,6 +104,16 @@ impl ChannelSubscription {
         self.shared
             .queued
             .fetch_sub(queued_cost(message), Ordering::Relaxed);
+    }
+
+    /// Tells the hub this subscriber has sent everything up to `position`.
+    pub fn sent_up_to(&self, position: u64) {
+        self.shared.sent.store(position, Ordering::Relaxed);
+    }
+
+    /// Recent messages of this subscriber's channel (see [`ChannelHub::recent`]).
+    pub fn recent(&self, from: u64, max: usize, fresh_from_ms: i64) -> Vec<Arc<Outgoing>> {
+        self.hub.recent(&self.channel, from, max, fresh_from_ms)
     }
 
     /// Whether the hub cut this subscriber off for falling behind its budget.
@@ -113,6 +141,9 @@ impl ChannelHub {
     pub fn new(budget: usize) -> Arc<Self> {
         Arc::new(Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            recent: (0..SHARDS)
+                .map(|_| std::sync::Mutex::new(HashMap::new()))
+                .collect(),
             hasher: RandomState::new(),
             next_id: AtomicU64::new(1),
             budget,
@@ -121,6 +152,66 @@ impl ChannelHub {
 
     fn shard(&self, channel: &str) -> &RwLock<Subscribers> {
         &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
+    }
+
+    fn recent_shard(&self, channel: &str) -> &std::sync::Mutex<HashMap<Arc<str>, Recent>> {
+        &self.recent[(self.hasher.hash_one(channel) as usize) % SHARDS]
+    }
+
+    /// Up to `max` recent messages of `channel` from position `from` on, without holes, all
+    /// published at or after `fresh_from_ms`; empty when `from` is not among them.
+    pub fn recent(
+        &self,
+        channel: &str,
+        from: u64,
+        max: usize,
+        fresh_from_ms: i64,
+    ) -> Vec<Arc<Outgoing>> {
+        let shard = self.recent_shard(channel).lock().expect("recent lock");
+        let Some(recent) = shard.get(channel) else {
+            return Vec::new();
+        };
+        let Some(first) = recent.messages.front().map(|m| m.position) else {
+            return Vec::new();
+        };
+        let Some(start) = from
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        let mut expected = from;
+        for message in recent.messages.iter().skip(start).take(max) {
+            if message.position != expected || message.published_ms < fresh_from_ms {
+                break;
+            }
+            found.push(message.clone());
+            expected += 1;
+        }
+        found
+    }
+
+    fn remember(&self, channel: &Arc<str>, message: &Arc<Outgoing>) {
+        let mut shard = self.recent_shard(channel).lock().expect("recent lock");
+        let recent = shard.entry(channel.clone()).or_default();
+        if recent
+            .messages
+            .back()
+            .is_some_and(|last| last.position + 1 != message.position)
+        {
+            // A hole (a lost notice) or positions started over: keep only what follows.
+            recent.messages.clear();
+            recent.bytes = 0;
+        }
+        recent.bytes += queued_cost(message);
+        recent.messages.push_back(message.clone());
+        while recent.messages.len() > RECENT_MESSAGES || recent.bytes > RECENT_BYTES {
+            let Some(old) = recent.messages.pop_front() else {
+                break;
+            };
+            recent.bytes -= queued_cost(&old);
+        }
     }
 
     /// Registers a subscriber; `following` says whether to queue messages for it from now, or
@@ -134,6 +225,7 @@ impl ChannelHub {
             cut: AtomicBool::new(false),
             following: AtomicBool::new(following),
             seen_head: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
         });
         self.shard(&channel)
             .write()
@@ -161,6 +253,10 @@ impl ChannelHub {
             subs.retain(|e| e.id != id);
             if subs.is_empty() {
                 shard.remove(channel);
+                self.recent_shard(channel)
+                    .lock()
+                    .expect("recent lock")
+                    .remove(channel);
             }
         }
     }
@@ -183,6 +279,7 @@ impl ChannelHub {
     /// take past their budget.
     pub fn dispatch(&self, notice: ChannelNotice) {
         let cost = queued_cost(&notice.message);
+        let outgoing = Outgoing::new(notice.message.clone());
         let mut lagging = Vec::new();
         {
             let shard = self
@@ -192,6 +289,7 @@ impl ChannelHub {
             let Some(subs) = shard.get(&notice.channel) else {
                 return;
             };
+            self.remember(&notice.channel, &outgoing);
             for entry in subs {
                 // Raised before `following` is read, and `follow` does the opposite: a message
                 // is either queued or seen by the subscriber's `follow`.
@@ -199,7 +297,9 @@ impl ChannelHub {
                     .shared
                     .seen_head
                     .fetch_max(notice.message.position, Ordering::SeqCst);
-                if !entry.shared.following.load(Ordering::SeqCst) {
+                if !entry.shared.following.load(Ordering::SeqCst)
+                    || notice.message.position <= entry.shared.sent.load(Ordering::Relaxed)
+                {
                     continue;
                 }
                 let queued = entry.shared.queued.fetch_add(cost, Ordering::Relaxed) + cost;
@@ -207,7 +307,7 @@ impl ChannelHub {
                     entry.shared.queued.fetch_sub(cost, Ordering::Relaxed);
                     entry.shared.cut.store(true, Ordering::Relaxed);
                     lagging.push(entry.id);
-                } else if entry.tx.send(notice.message.clone()).is_err() {
+                } else if entry.tx.send(outgoing.clone()).is_err() {
                     entry.shared.queued.fetch_sub(cost, Ordering::Relaxed);
                 }
             }
@@ -267,5 +367,35 @@ mod tests {
             slow.next().await.is_none(),
             "the queue ends after what it held"
         );
+    }
+
+    #[tokio::test]
+    async fn recent_messages_are_kept_in_order_without_holes() {
+        let hub = ChannelHub::new(1 << 20);
+        let _sub = hub.subscribe("r", true);
+        for position in 1..=5 {
+            hub.dispatch(notice("r", position, 10));
+        }
+        let positions =
+            |found: Vec<Arc<Outgoing>>| -> Vec<u64> { found.iter().map(|m| m.position).collect() };
+        assert_eq!(positions(hub.recent("r", 2, 10, 0)), vec![2, 3, 4, 5]);
+        assert_eq!(positions(hub.recent("r", 4, 1, 0)), vec![4]);
+        assert!(hub.recent("r", 6, 10, 0).is_empty(), "not yet published");
+        assert!(
+            hub.recent("r", 1, 10, 1).is_empty(),
+            "older than the history"
+        );
+        assert!(hub.recent("other", 1, 10, 0).is_empty());
+        // A lost notice leaves a hole: only what follows it is kept.
+        hub.dispatch(notice("r", 8, 10));
+        assert!(hub.recent("r", 2, 10, 0).is_empty());
+        assert_eq!(positions(hub.recent("r", 8, 10, 0)), vec![8]);
+        // Shared: every subscriber gets the same rendering.
+        let a = hub.recent("r", 8, 1, 0);
+        let b = hub.recent("r", 8, 1, 0);
+        assert!(Arc::ptr_eq(&a[0], &b[0]));
+        // Without subscribers, the channel's recent messages go.
+        drop(_sub);
+        assert!(hub.recent("r", 8, 10, 0).is_empty());
     }
 }

@@ -7,9 +7,10 @@
 pub mod delivery;
 pub mod hub;
 
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
-use herald_store::Store;
+use herald_store::{ChannelMessage, Store};
 
 use self::hub::ChannelHub;
 
@@ -24,6 +25,49 @@ pub async fn dispatch(store: Arc<dyn Store>, hub: Arc<ChannelHub>) {
     };
     while let Some(notice) = events.recv().await {
         hub.dispatch(notice);
+    }
+}
+
+/// A message on its way to this node's subscribers. Its wire forms are made once, by the first
+/// subscriber that sends it, and shared by all the others: with 100 subscribers a message is
+/// escaped into JSON once, not 100 times.
+pub struct Outgoing {
+    message: Arc<ChannelMessage>,
+    first_frame: OnceLock<axum::extract::ws::Utf8Bytes>,
+    sse_data: OnceLock<String>,
+}
+
+impl Outgoing {
+    pub fn new(message: Arc<ChannelMessage>) -> Arc<Self> {
+        Arc::new(Self {
+            message,
+            first_frame: OnceLock::new(),
+            sse_data: OnceLock::new(),
+        })
+    }
+
+    /// The message's first WebSocket text frame (the whole message, or the header of its
+    /// binary frames), made by `render` the first time.
+    pub fn first_frame(
+        &self,
+        render: impl FnOnce(&ChannelMessage) -> String,
+    ) -> axum::extract::ws::Utf8Bytes {
+        self.first_frame
+            .get_or_init(|| render(&self.message).into())
+            .clone()
+    }
+
+    /// The `data` of the message's SSE `message` event, made by `render` the first time.
+    pub fn sse_data(&self, render: impl FnOnce(&ChannelMessage) -> String) -> String {
+        self.sse_data.get_or_init(|| render(&self.message)).clone()
+    }
+}
+
+impl Deref for Outgoing {
+    type Target = ChannelMessage;
+
+    fn deref(&self) -> &ChannelMessage {
+        &self.message
     }
 }
 

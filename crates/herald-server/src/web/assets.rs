@@ -35,7 +35,11 @@ pub static ASSETS: &[Asset] = &[
     asset!(Types, "sdk/herald-bell.d.ts", ["/sdk/herald-bell.d.ts"]),
     asset!(ServiceWorker, "sdk/herald-sw.js", ["/sdk/herald-sw.js"]),
     asset!(Script, "sdk/herald-channel.js", ["/sdk/herald-channel.js"]),
-    asset!(Types, "sdk/herald-channel.d.ts", ["/sdk/herald-channel.d.ts"]),
+    asset!(
+        Types,
+        "sdk/herald-channel.d.ts",
+        ["/sdk/herald-channel.d.ts"]
+    ),
     // The bell demo.
     asset!(Html, "demo/index.html", ["/demo", "/demo/"]),
     asset!(Script, "demo/demo.js", ["/demo/demo.js"]),

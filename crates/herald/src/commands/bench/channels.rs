@@ -568,6 +568,10 @@ async fn listen(mut sub: Subscriber, index: usize, shared: Arc<Shared>) -> Repor
                 break;
             }
             Ok(Err(e)) => {
+                eprintln!(
+                    "  subscriber {index} failed: {e} (after {} messages)",
+                    report.received
+                );
                 report.error = Some(format!(
                     "{e} (after {} of {} messages)",
                     report.received, shared.expected
