@@ -181,13 +181,11 @@ impl ChannelHub {
             return Vec::new();
         };
         let mut found = Vec::new();
-        let mut expected = from;
-        for message in recent.messages.iter().skip(start).take(max) {
+        for (expected, message) in (from..).zip(recent.messages.iter().skip(start).take(max)) {
             if message.position != expected || message.published_ms < fresh_from_ms {
                 break;
             }
             found.push(message.clone());
-            expected += 1;
         }
         found
     }
