@@ -10,25 +10,7 @@ pub const MAX_CHANNEL_LEN: usize = 200;
 /// Names use the same safe alphabet as user ids (letters, digits and `. _ - : @`), so they can
 /// travel in URLs, Redis keys and log lines; `*` is kept for patterns.
 pub fn check_channel(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("channel name must not be empty".into());
-    }
-    if name.len() > MAX_CHANNEL_LEN {
-        return Err(format!(
-            "channel name is {} bytes long; the limit is {MAX_CHANNEL_LEN}",
-            name.len()
-        ));
-    }
-    if let Some(bad) = name.chars().find(|c| !is_channel_char(*c)) {
-        return Err(format!(
-            "channel name {name:?} contains {bad:?}; use letters, digits and . _ - : @ only"
-        ));
-    }
-    Ok(())
-}
-
-fn is_channel_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@')
+    crate::names::check_safe("channel name", name, MAX_CHANNEL_LEN)
 }
 
 /// Whether `pattern` (from a token's `channels` claim) allows reading `channel`.

@@ -7,12 +7,17 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// Why a name was refused, phrased for the person who sent it.
 pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    check_safe(kind, name, MAX_NAME_LEN)
+}
+
+/// A name of the safe alphabet, 1 to `max` bytes long.
+pub fn check_safe(kind: &str, name: &str, max: usize) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{kind} must not be empty"));
     }
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > max {
         return Err(format!(
-            "{kind} is {} bytes long; the limit is {MAX_NAME_LEN}",
+            "{kind} is {} bytes long; the limit is {max}",
             name.len()
         ));
     }

@@ -400,22 +400,15 @@ pub async fn publish_batch(
 
 /// The position to resume after: `Last-Event-ID`, else `?after=`; `None` for only new ones.
 fn resume_after(headers: &HeaderMap, query: Option<&str>) -> ApiResult<Option<u64>> {
-    let raw = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| Problem::bad_request("Last-Event-ID must be ASCII"))?
-                .to_owned(),
-        ),
-        None => query.map(str::to_owned),
-    };
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| {
-            Problem::bad_request(format!(
-                "the position to resume after must be a whole number, not {s:?}"
-            ))
-        }),
-    }
+    super::stream::resume_text(headers, query)?
+        .map(|s| {
+            s.parse().map_err(|_| {
+                Problem::bad_request(format!(
+                    "the position to resume after must be a whole number, not {s:?}"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// Checks the channel name and the token's `channels` claim, then opens the delivery.

@@ -25,20 +25,24 @@ pub struct StreamQuery {
     pub last_event_id: Option<String>,
 }
 
+/// Where a reconnecting client says it stands: the `Last-Event-ID` header, else the query
+/// parameter; `None` when it sent neither (or sent them empty).
+pub fn resume_text(headers: &HeaderMap, query: Option<&str>) -> ApiResult<Option<String>> {
+    let raw = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| Problem::bad_request("Last-Event-ID must be ASCII"))?,
+        None => query.unwrap_or(""),
+    };
+    let raw = raw.trim();
+    Ok((!raw.is_empty()).then(|| raw.to_owned()))
+}
+
 /// The position to resume from: the `Last-Event-ID` header, else the query parameter.
 pub fn resume_position(headers: &HeaderMap, query: Option<&str>) -> ApiResult<Option<Position>> {
-    let raw = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| Problem::bad_request("Last-Event-ID must be ASCII"))?
-                .to_owned(),
-        ),
-        None => query.map(str::to_owned),
-    };
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(Problem::bad_request),
-    }
+    resume_text(headers, query)?
+        .map(|s| s.parse().map_err(Problem::bad_request))
+        .transpose()
 }
 
 /// The caller's live feed (SSE).
