@@ -13,9 +13,9 @@ use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use axum::response::Response;
+use axum::response::sse::Event;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{Bytes, BytesMut};
@@ -531,14 +531,7 @@ pub async fn stream(
         let out = delivery.next().await?;
         Some((Ok::<_, Infallible>(sse_event(out)), delivery))
     });
-    let heartbeat = Duration::from_secs(state.config.stream.heartbeat_seconds);
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, "no-cache".parse().expect("static header"));
-    headers.insert("x-accel-buffering", "no".parse().expect("static header"));
-    Ok(response)
+    Ok(super::stream::sse_response(events, &state))
 }
 
 /// Read a channel over WebSocket.

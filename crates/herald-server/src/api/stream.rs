@@ -79,6 +79,15 @@ pub async fn stream(
             Some((Ok::<_, Infallible>(event), (session, shutdown, false)))
         },
     );
+    Ok(sse_response(events, &state))
+}
+
+/// An event stream as every SSE route answers it: heartbeat comments, and headers that keep
+/// caches and proxies from holding events back.
+pub fn sse_response<S>(events: S, state: &AppState) -> Response
+where
+    S: futures_util::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
     let heartbeat = Duration::from_secs(state.config.stream.heartbeat_seconds);
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
@@ -86,5 +95,5 @@ pub async fn stream(
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, "no-cache".parse().expect("static header"));
     headers.insert("x-accel-buffering", "no".parse().expect("static header"));
-    Ok(response)
+    response
 }

@@ -30,6 +30,7 @@ macro_rules! asset {
 pub static ASSETS: &[Asset] = &[
     // The SDK: what product pages import.
     asset!(Script, "sdk/herald.js", ["/sdk/herald.js"]),
+    asset!(Script, "sdk/herald-link.js", ["/sdk/herald-link.js"]),
     asset!(Types, "sdk/herald.d.ts", ["/sdk/herald.d.ts"]),
     asset!(Script, "sdk/herald-bell.js", ["/sdk/herald-bell.js"]),
     asset!(Types, "sdk/herald-bell.d.ts", ["/sdk/herald-bell.d.ts"]),

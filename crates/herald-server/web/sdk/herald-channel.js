@@ -8,20 +8,18 @@
 //   logs.addEventListener('gap', (e) => warn(`missed ${e.detail.from}..${e.detail.to}`));
 //   await logs.connect();
 
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 15000;
+import { Backoff, TokenSource } from './herald-link.js';
 
 export class HeraldChannel extends EventTarget {
   #name;
   #baseUrl;
-  #tokenSource;
-  #token = null;
+  #tokens;
   #transport;
   #position;
   #source = null; // EventSource or WebSocket
   #state = 'idle';
   #wanted = false;
-  #retryMs = RETRY_MIN_MS;
+  #backoff = new Backoff();
   #retryTimer = null;
   // The chunked message being put together: its header and the parts so far.
   #partial = null;
@@ -44,7 +42,7 @@ export class HeraldChannel extends EventTarget {
       throw new TypeError(`transport must be 'sse' or 'websocket', not ${transport}`);
     }
     this.#name = name;
-    this.#tokenSource = token;
+    this.#tokens = new TokenSource(token);
     this.#baseUrl = new URL(baseUrl ?? globalThis.location?.origin ?? 'http://localhost');
     this.#transport = transport;
     this.#position = after;
@@ -86,7 +84,7 @@ export class HeraldChannel extends EventTarget {
     this.#setState('connecting');
     let token;
     try {
-      token = await this.#currentToken();
+      token = await this.#tokens.current();
     } catch (error) {
       this.#setState('closed', { error, fatal: true });
       return;
@@ -180,18 +178,16 @@ export class HeraldChannel extends EventTarget {
   }
 
   #connected() {
-    this.#retryMs = RETRY_MIN_MS;
+    this.#backoff.reset();
     this.#setState('open');
   }
 
   #lost(maybeUnauthorized) {
     this.#drop();
-    if (maybeUnauthorized && typeof this.#tokenSource === 'function') this.#token = null;
+    if (maybeUnauthorized) this.#tokens.forget();
     if (!this.#wanted) return;
     this.#setState('connecting');
-    const delay = this.#retryMs * (0.5 + Math.random() / 2);
-    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
-    this.#retryTimer = setTimeout(() => this.#open(), delay);
+    this.#retryTimer = setTimeout(() => this.#open(), this.#backoff.next());
   }
 
   #drop() {
@@ -207,13 +203,6 @@ export class HeraldChannel extends EventTarget {
     this.dispatchEvent(new CustomEvent('connection', { detail: { state, ...extra } }));
   }
 
-  async #currentToken() {
-    if (this.#token) return this.#token;
-    const source = this.#tokenSource;
-    this.#token = typeof source === 'function' ? await source() : source;
-    if (!this.#token) throw new Error('the token function returned no token');
-    return this.#token;
-  }
 }
 
 function bytesOf(base64) {

@@ -7,12 +7,11 @@
 //   herald.addEventListener('unread', (e) => badge.textContent = e.detail.unread);
 //   await herald.connect();
 
+import { Backoff, TokenSource } from './herald-link.js';
+
 /** Live event names the server sends (SSE `event:`, WebSocket `type`). */
 const FEED_EVENTS = ['ready', 'notification', 'read', 'read_all', 'archived', 'refetch'];
 
-/** Reconnect delays: quick first, then backing off, with jitter so a restart is not a stampede. */
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 15000;
 
 export class HeraldError extends Error {
   constructor(status, problem) {
@@ -25,14 +24,13 @@ export class HeraldError extends Error {
 
 export class Herald extends EventTarget {
   #baseUrl;
-  #tokenSource;
-  #token = null;
+  #tokens;
   #transport;
   #position = null;
   #unread = null;
   #state = 'idle';
   #source = null; // EventSource or WebSocket
-  #retryMs = RETRY_MIN_MS;
+  #backoff = new Backoff();
   #retryTimer = null;
   #wanted = false;
 
@@ -47,7 +45,7 @@ export class Herald extends EventTarget {
   constructor({ token, baseUrl, transport = 'sse', lastPosition = null } = {}) {
     super();
     if (!token) throw new TypeError('Herald needs a user token (a string or a function returning one)');
-    this.#tokenSource = token;
+    this.#tokens = new TokenSource(token);
     this.#baseUrl = new URL(baseUrl ?? globalThis.location?.origin ?? 'http://localhost');
     if (transport !== 'sse' && transport !== 'websocket') {
       throw new TypeError(`transport must be 'sse' or 'websocket', not ${transport}`);
@@ -100,7 +98,7 @@ export class Herald extends EventTarget {
     this.#setState('connecting');
     let token;
     try {
-      token = await this.#currentToken();
+      token = await this.#tokens.current();
     } catch (error) {
       this.#setState('closed', { error, fatal: true });
       return;
@@ -148,18 +146,16 @@ export class Herald extends EventTarget {
   }
 
   #connected() {
-    this.#retryMs = RETRY_MIN_MS;
+    this.#backoff.reset();
     this.#setState('open');
   }
 
   #lost(maybeUnauthorized) {
     this.#close();
-    if (maybeUnauthorized && typeof this.#tokenSource === 'function') this.#token = null;
+    if (maybeUnauthorized) this.#tokens.forget();
     if (!this.#wanted) return;
     this.#setState('connecting');
-    const delay = this.#retryMs * (0.5 + Math.random() / 2);
-    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
-    this.#retryTimer = setTimeout(() => this.#open(), delay);
+    this.#retryTimer = setTimeout(() => this.#open(), this.#backoff.next());
   }
 
   #close() {
@@ -285,24 +281,19 @@ export class Herald extends EventTarget {
     return new URL(path, this.#baseUrl);
   }
 
-  async #currentToken() {
-    if (this.#token) return this.#token;
-    const source = this.#tokenSource;
-    this.#token = typeof source === 'function' ? await source() : source;
-    if (!this.#token) throw new HeraldError(401, { detail: 'the token function returned no token' });
-    return this.#token;
-  }
-
   async #request(method, path, { body, auth = true, retried = false } = {}) {
     const headers = { accept: 'application/json' };
-    if (auth) headers.authorization = `Bearer ${await this.#currentToken()}`;
+    if (auth) {
+      const token = await this.#tokens.current().catch((e) => { throw new HeraldError(401, { detail: e.message }); });
+      headers.authorization = `Bearer ${token}`;
+    }
     if (body !== undefined) headers['content-type'] = 'application/json';
     const response = await fetch(this.#url(path), {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
     });
     // An expired token: fetch a fresh one once, if we know how.
-    if (response.status === 401 && auth && !retried && typeof this.#tokenSource === 'function') {
-      this.#token = null;
+    if (response.status === 401 && auth && !retried && this.#tokens.refreshable) {
+      this.#tokens.forget();
       return this.#request(method, path, { body, auth, retried: true });
     }
     const text = await response.text();
