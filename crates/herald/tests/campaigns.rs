@@ -321,7 +321,9 @@ async fn kill_9_mid_campaign_loses_nothing_and_doubles_nothing(engine: Engine) {
     devices(&server, &users).await;
     let id = create(
         &server,
-        json!({"name": "crash", "message": {"title": "Survive"}, "rate_per_second": 1000}),
+        // 500/s: batches of 500 a second apart, so when a third is done at least one batch
+        // is still to come (at 1,000/s the last 244 could all be sent before the kill lands).
+        json!({"name": "crash", "message": {"title": "Survive"}, "rate_per_second": 500}),
     )
     .await;
     upload(&server, &id, "text/plain", users.join("\n")).await;
