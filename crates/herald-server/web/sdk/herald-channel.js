@@ -8,19 +8,14 @@
 //   logs.addEventListener('gap', (e) => warn(`missed ${e.detail.from}..${e.detail.to}`));
 //   await logs.connect();
 
-import { Backoff, TokenSource } from './herald-link.js';
+import { Link, webSocketUrl } from './herald-link.js';
 
 export class HeraldChannel extends EventTarget {
   #name;
   #baseUrl;
-  #tokens;
+  #link;
   #transport;
   #position;
-  #source = null; // EventSource or WebSocket
-  #state = 'idle';
-  #wanted = false;
-  #backoff = new Backoff();
-  #retryTimer = null;
   // The chunked message being put together: its header and the parts so far.
   #partial = null;
 
@@ -42,7 +37,14 @@ export class HeraldChannel extends EventTarget {
       throw new TypeError(`transport must be 'sse' or 'websocket', not ${transport}`);
     }
     this.#name = name;
-    this.#tokens = new TokenSource(token);
+    this.#link = new Link(this, {
+      token,
+      urlFor: (t) => this.#channelUrl(t),
+      attach: (url) => {
+        this.#partial = null; // what a dropped connection held of a message is not resent whole
+        return this.#transport === 'sse' ? this.#openSse(url) : this.#openWebSocket(url);
+      },
+    });
     this.#baseUrl = new URL(baseUrl ?? globalThis.location?.origin ?? 'http://localhost');
     this.#transport = transport;
     this.#position = after;
@@ -52,11 +54,10 @@ export class HeraldChannel extends EventTarget {
   /** The position of the last whole message (or gap) handled; reconnects resume after it. */
   get lastPosition() { return this.#position; }
   /** 'idle', 'connecting', 'open' or 'closed'. */
-  get connectionState() { return this.#state; }
+  get connectionState() { return this.#link.state; }
 
   /** Opens the channel; resolves once the server accepted the subscription. */
   connect() {
-    this.#wanted = true;
     const opened = new Promise((resolve, reject) => {
       const onChange = (e) => {
         if (e.detail.state === 'open') { this.removeEventListener('connection', onChange); resolve(); }
@@ -67,42 +68,28 @@ export class HeraldChannel extends EventTarget {
       };
       this.addEventListener('connection', onChange);
     });
-    this.#open();
+    this.#link.start();
     return opened;
   }
 
   /** Closes the channel and stops reconnecting. */
   close() {
-    this.#wanted = false;
-    clearTimeout(this.#retryTimer);
-    this.#drop();
-    this.#setState('closed');
+    this.#link.stop();
   }
 
-  async #open() {
-    this.#drop();
-    this.#setState('connecting');
-    let token;
-    try {
-      token = await this.#tokens.current();
-    } catch (error) {
-      this.#setState('closed', { error, fatal: true });
-      return;
-    }
-    if (!this.#wanted) return;
+  #channelUrl(token) {
     const path = `/v1/channels/${encodeURIComponent(this.#name)}/${this.#transport === 'sse' ? 'stream' : 'ws'}`;
     const url = new URL(path, this.#baseUrl);
     url.searchParams.set('token', token);
     if (this.#position !== null) url.searchParams.set('after', String(this.#position));
-    if (this.#transport === 'sse') this.#openSse(url);
-    else this.#openWebSocket(url);
+    return url;
   }
 
   #openSse(url) {
+    const link = this.#link;
     const source = new EventSource(url);
-    this.#source = source;
     const on = (name, handle) => source.addEventListener(name, (e) => {
-      if (source === this.#source) handle(JSON.parse(e.data));
+      if (link.current(source)) handle(JSON.parse(e.data));
     });
     on('message', (m) => this.#whole(m, m.encoding === 'base64' ? blobOf([bytesOf(m.data)], m.content_type) : m.data));
     on('chunk', (c) => this.#chunk(c, bytesOf(c.data)));
@@ -110,25 +97,25 @@ export class HeraldChannel extends EventTarget {
     // The server closes after `cutoff`; EventSource then reconnects by itself with
     // Last-Event-ID, the last whole message.
     on('cutoff', () => { this.#partial = null; });
-    source.onopen = () => { if (source === this.#source) this.#connected(); };
+    source.onopen = () => link.opened(source);
     source.onerror = () => {
-      if (source !== this.#source) return;
+      if (!link.current(source)) return;
       this.#partial = null;
       // Closed for good (403, an expired token): reconnect ourselves, with a fresh token.
-      if (source.readyState === EventSource.CLOSED) this.#lost(true);
-      else this.#setState('connecting');
+      if (source.readyState === EventSource.CLOSED) link.lost(source, true);
+      else link.retrying(source);
     };
+    return source;
   }
 
   #openWebSocket(url) {
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const socket = new WebSocket(url);
+    const link = this.#link;
+    const socket = new WebSocket(webSocketUrl(url));
     socket.binaryType = 'arraybuffer';
-    this.#source = socket;
     let opened = false;
-    socket.onopen = () => { opened = true; if (socket === this.#source) this.#connected(); };
+    socket.onopen = () => { opened = true; link.opened(socket); };
     socket.onmessage = (e) => {
-      if (socket !== this.#source) return;
+      if (!link.current(socket)) return;
       if (typeof e.data !== 'string') {
         this.#chunk(null, new Uint8Array(e.data));
         return;
@@ -140,7 +127,8 @@ export class HeraldChannel extends EventTarget {
       else if (frame.type === 'message') this.#partial = { header: frame, parts: [] };
     };
     // 4008: cut off for reading too slowly; any close: resume after the last whole message.
-    socket.onclose = () => { if (socket === this.#source) this.#lost(!opened); };
+    socket.onclose = () => link.lost(socket, !opened);
+    return socket;
   }
 
   /** A chunk: SSE names its message and index; WebSocket frames follow their header in order. */
@@ -176,33 +164,6 @@ export class HeraldChannel extends EventTarget {
     this.#position = gap.reset ? 0 : gap.to;
     this.dispatchEvent(new CustomEvent('gap', { detail: { from: gap.from, to: gap.to, reset: !!gap.reset } }));
   }
-
-  #connected() {
-    this.#backoff.reset();
-    this.#setState('open');
-  }
-
-  #lost(maybeUnauthorized) {
-    this.#drop();
-    if (maybeUnauthorized) this.#tokens.forget();
-    if (!this.#wanted) return;
-    this.#setState('connecting');
-    this.#retryTimer = setTimeout(() => this.#open(), this.#backoff.next());
-  }
-
-  #drop() {
-    const source = this.#source;
-    this.#source = null;
-    this.#partial = null;
-    if (source) source.close();
-  }
-
-  #setState(state, extra = {}) {
-    if (this.#state === state && !extra.error) return;
-    this.#state = state;
-    this.dispatchEvent(new CustomEvent('connection', { detail: { state, ...extra } }));
-  }
-
 }
 
 function bytesOf(base64) {

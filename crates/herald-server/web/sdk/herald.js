@@ -7,11 +7,10 @@
 //   herald.addEventListener('unread', (e) => badge.textContent = e.detail.unread);
 //   await herald.connect();
 
-import { Backoff, TokenSource } from './herald-link.js';
+import { Link, webSocketUrl } from './herald-link.js';
 
 /** Live event names the server sends (SSE `event:`, WebSocket `type`). */
 const FEED_EVENTS = ['ready', 'notification', 'read', 'read_all', 'archived', 'refetch'];
-
 
 export class HeraldError extends Error {
   constructor(status, problem) {
@@ -24,15 +23,10 @@ export class HeraldError extends Error {
 
 export class Herald extends EventTarget {
   #baseUrl;
-  #tokens;
+  #link;
   #transport;
   #position = null;
   #unread = null;
-  #state = 'idle';
-  #source = null; // EventSource or WebSocket
-  #backoff = new Backoff();
-  #retryTimer = null;
-  #wanted = false;
 
   /**
    * @param {object} options
@@ -45,7 +39,11 @@ export class Herald extends EventTarget {
   constructor({ token, baseUrl, transport = 'sse', lastPosition = null } = {}) {
     super();
     if (!token) throw new TypeError('Herald needs a user token (a string or a function returning one)');
-    this.#tokens = new TokenSource(token);
+    this.#link = new Link(this, {
+      token,
+      urlFor: (t) => this.#feedUrl(t),
+      attach: (url) => (this.#transport === 'sse' ? this.#openSse(url) : this.#openWebSocket(url)),
+    });
     this.#baseUrl = new URL(baseUrl ?? globalThis.location?.origin ?? 'http://localhost');
     if (transport !== 'sse' && transport !== 'websocket') {
       throw new TypeError(`transport must be 'sse' or 'websocket', not ${transport}`);
@@ -59,14 +57,13 @@ export class Herald extends EventTarget {
   /** The unread count as last heard from the server (null before the first answer). */
   get unread() { return this.#unread; }
   /** 'idle', 'connecting', 'open' or 'closed'. */
-  get connectionState() { return this.#state; }
+  get connectionState() { return this.#link.state; }
   get transport() { return this.#transport; }
 
   // ---- live feed -------------------------------------------------------------------------
 
   /** Opens the live feed; resolves once the server sent `ready` (or `refetch`). */
   connect() {
-    this.#wanted = true;
     const opened = new Promise((resolve, reject) => {
       const onReady = () => { cleanup(); resolve(); };
       const onClosed = (e) => {
@@ -81,99 +78,59 @@ export class Herald extends EventTarget {
       this.addEventListener('refetch', onReady);
       this.addEventListener('connection', onClosed);
     });
-    this.#open();
+    this.#link.start();
     return opened;
   }
 
   /** Closes the live feed and stops reconnecting. */
   disconnect() {
-    this.#wanted = false;
-    clearTimeout(this.#retryTimer);
-    this.#close();
-    this.#setState('closed');
+    this.#link.stop();
   }
 
-  async #open() {
-    this.#close();
-    this.#setState('connecting');
-    let token;
-    try {
-      token = await this.#tokens.current();
-    } catch (error) {
-      this.#setState('closed', { error, fatal: true });
-      return;
-    }
-    if (!this.#wanted) return;
+  #feedUrl(token) {
     const url = this.#url(this.#transport === 'sse' ? '/v1/me/stream' : '/v1/me/ws');
     url.searchParams.set('token', token);
     if (this.#position) url.searchParams.set('last_event_id', this.#position);
-    if (this.#transport === 'sse') this.#openSse(url);
-    else this.#openWebSocket(url);
+    return url;
   }
 
   #openSse(url) {
+    const link = this.#link;
     const source = new EventSource(url);
-    this.#source = source;
     for (const name of FEED_EVENTS) {
       source.addEventListener(name, (e) => {
-        if (source !== this.#source) return;
-        this.#onFeedEvent(name, e.lastEventId, JSON.parse(e.data));
+        if (link.current(source)) this.#onFeedEvent(name, e.lastEventId, JSON.parse(e.data));
       });
     }
-    source.onopen = () => { if (source === this.#source) this.#connected(); };
+    source.onopen = () => link.opened(source);
+    // EventSource retries by itself (with Last-Event-ID) unless the answer was not a stream
+    // (401 for an expired token, say): then it closes, and we reconnect with a fresh token.
     source.onerror = () => {
-      if (source !== this.#source) return;
-      // EventSource retries by itself (with Last-Event-ID) unless the answer was not a stream
-      // (401 for an expired token, say): then it closes, and we reconnect with a fresh token.
-      if (source.readyState === EventSource.CLOSED) this.#lost(true);
-      else this.#setState('connecting');
+      if (source.readyState === EventSource.CLOSED) link.lost(source, true);
+      else link.retrying(source);
     };
+    return source;
   }
 
   #openWebSocket(url) {
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const socket = new WebSocket(url);
-    this.#source = socket;
+    const link = this.#link;
+    const socket = new WebSocket(webSocketUrl(url));
     let opened = false;
-    socket.onopen = () => { opened = true; if (socket === this.#source) this.#connected(); };
+    socket.onopen = () => { opened = true; link.opened(socket); };
     socket.onmessage = (e) => {
-      if (socket !== this.#source) return;
+      if (!link.current(socket)) return;
       const message = JSON.parse(e.data);
       if (FEED_EVENTS.includes(message.type)) this.#onFeedEvent(message.type, message.position, message);
     };
     // A refused upgrade (bad token) never opens: ask for a fresh token before trying again.
-    socket.onclose = () => { if (socket === this.#source) this.#lost(!opened); };
-  }
-
-  #connected() {
-    this.#backoff.reset();
-    this.#setState('open');
-  }
-
-  #lost(maybeUnauthorized) {
-    this.#close();
-    if (maybeUnauthorized) this.#tokens.forget();
-    if (!this.#wanted) return;
-    this.#setState('connecting');
-    this.#retryTimer = setTimeout(() => this.#open(), this.#backoff.next());
-  }
-
-  #close() {
-    const source = this.#source;
-    this.#source = null;
-    if (source) source.close();
+    socket.onclose = () => link.lost(socket, !opened);
+    return socket;
   }
 
   #onFeedEvent(name, position, data) {
     if (position) this.#position = position;
     this.dispatchEvent(new CustomEvent(name, { detail: data }));
     if (typeof data.unread === 'number') this.#setUnread(data.unread);
-  }
-
-  #setState(state, extra = {}) {
-    if (this.#state === state && !extra.error) return;
-    this.#state = state;
-    this.dispatchEvent(new CustomEvent('connection', { detail: { state, ...extra } }));
   }
 
   #setUnread(unread) {
@@ -284,7 +241,7 @@ export class Herald extends EventTarget {
   async #request(method, path, { body, auth = true, retried = false } = {}) {
     const headers = { accept: 'application/json' };
     if (auth) {
-      const token = await this.#tokens.current().catch((e) => { throw new HeraldError(401, { detail: e.message }); });
+      const token = await this.#link.tokens.current().catch((e) => { throw new HeraldError(401, { detail: e.message }); });
       headers.authorization = `Bearer ${token}`;
     }
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -292,8 +249,8 @@ export class Herald extends EventTarget {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
     });
     // An expired token: fetch a fresh one once, if we know how.
-    if (response.status === 401 && auth && !retried && this.#tokens.refreshable) {
-      this.#tokens.forget();
+    if (response.status === 401 && auth && !retried && this.#link.tokens.refreshable) {
+      this.#link.tokens.forget();
       return this.#request(method, path, { body, auth, retried: true });
     }
     const text = await response.text();
