@@ -75,6 +75,45 @@ mod embedded_only {
 
     use super::*;
 
+    /// Redis drops expired channel history by itself (trimming and key expiry); the embedded
+    /// engine's purge does it, and sweeps the files of old uploads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_drops_expired_channel_messages_and_upload_files() {
+        let mut limits = Limits::default();
+        limits.channels.history_ms = 300;
+        limits.channels.upload_grace_ms = 0;
+        let h = embedded(limits).await;
+        let store = h.store();
+        let text = |s: &'static str| herald_store::NewChannelMessage {
+            content_type: "text/plain".into(),
+            bytes: s.len() as u64,
+            body: herald_store::ChannelBody::Inline(bytes::Bytes::from_static(s.as_bytes())),
+        };
+        store
+            .channel_publish("c:p", vec![text("a"), text("b")], now_ms())
+            .await
+            .unwrap();
+        let upload = ulid::Ulid::new().to_string();
+        store
+            .channel_put_chunk("c:p", &upload, 0, bytes::Bytes::from_static(b"part"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let report = store.purge_expired(now_ms()).await.unwrap();
+        assert_eq!(report.channel_messages, 2);
+        assert_eq!(store.channel_chunk("c:p", &upload, 0).await.unwrap(), None);
+        let again = store.purge_expired(now_ms()).await.unwrap();
+        assert_eq!(again.channel_messages, 0, "nothing is left to drop");
+        assert_eq!(
+            store
+                .channel_publish("c:p", vec![text("c")], now_ms())
+                .await
+                .unwrap(),
+            vec![3],
+            "positions go on after a purge"
+        );
+    }
+
     /// Redis forgets the same by key expiry, in real time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn purge_forgets_finished_sends_of_old_notifications() {
