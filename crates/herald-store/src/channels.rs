@@ -129,6 +129,15 @@ impl ChannelMessage {
         }
     }
 
+    /// The publish time of an encoded message, read without decoding it (its payload may be
+    /// large); None if `encoded` is not one.
+    pub fn published_ms_of(encoded: &[u8]) -> Option<i64> {
+        if encoded.first() != Some(&VERSION) {
+            return None;
+        }
+        Some(i64::from_be_bytes(encoded.get(9..17)?.try_into().ok()?))
+    }
+
     /// Reads a message written by [`encode`](Self::encode); inline payloads share `input`.
     pub fn decode(input: &Bytes) -> Result<Self> {
         let mut at = input.clone();
@@ -241,6 +250,10 @@ mod tests {
         ] {
             let m = message(body);
             assert_eq!(ChannelMessage::decode(&m.encode()).unwrap(), m);
+            assert_eq!(
+                ChannelMessage::published_ms_of(&m.encode()),
+                Some(m.published_ms)
+            );
             let notice = ChannelNotice {
                 channel: "session:1".into(),
                 message: Arc::new(m.clone()),

@@ -290,7 +290,7 @@ impl ChannelLog {
             .range(message_key(channel, head.oldest.max(1))..end.clone())
         {
             let (key, value) = guard.into_inner().map_err(backend)?;
-            if ChannelMessage::decode(&Bytes::from(value.to_vec()))?.published_ms >= fresh_from {
+            if published_ms(&value)? >= fresh_from {
                 oldest = position_of(&key);
                 break;
             }
@@ -328,8 +328,7 @@ impl ChannelLog {
         for guard in self.keyspace.iter() {
             let (key, value) = guard.into_inner().map_err(backend)?;
             if key.len() > 9 && key[key.len() - 9] == MESSAGE {
-                let message = ChannelMessage::decode(&Bytes::from(value.to_vec()))?;
-                if message.published_ms < fresh_from {
+                if published_ms(&value)? < fresh_from {
                     batch.remove(&self.keyspace, key.to_vec());
                     removed += 1;
                 }
@@ -378,6 +377,11 @@ fn message_prefix(channel: &str) -> Vec<u8> {
     let mut key = channel.as_bytes().to_vec();
     key.push(MESSAGE);
     key
+}
+
+fn published_ms(encoded: &[u8]) -> Result<i64> {
+    ChannelMessage::published_ms_of(encoded)
+        .ok_or_else(|| StoreError::Backend("corrupt channel message".into()))
 }
 
 fn position_of(key: &[u8]) -> u64 {
