@@ -72,13 +72,12 @@ pub struct NewChannelMessage {
 /// What a reader gets from a channel's history.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelRead {
-    /// Messages after the asked position, oldest first, at most the asked number.
+    /// The messages still in history after the asked position, oldest first, at most the asked
+    /// number. When the first is not the one right after the asked position, or there is none
+    /// while `head` is past it, the reader has missed messages: a gap.
     pub messages: Vec<ChannelMessage>,
     /// The newest position the channel has given (0 for a channel with none, or forgotten).
     pub head: u64,
-    /// The oldest position still in history (head + 1 when history is empty). A reader whose
-    /// position is below `oldest - 1` has missed messages: a gap.
-    pub oldest: u64,
 }
 
 /// A published message, announced to every node's realtime hub.

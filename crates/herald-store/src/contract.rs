@@ -117,7 +117,8 @@ macro_rules! storage_contract_tests {
             channel_publishes_are_announced,
             channel_positions_survive_restart,
             concurrent_channel_publishes_never_share_a_position,
-            idle_channels_are_forgotten
+            idle_channels_are_forgotten,
+            expired_messages_hide_no_fresh_ones
         );
     };
     (@cases $make:path; $($case:ident),*) => {

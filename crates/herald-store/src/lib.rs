@@ -264,7 +264,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<u64>>;
 
     /// Up to `max` messages of `channel` after position `after` that are still in history
-    /// (younger than `history_ms` at `now_ms`), with the channel's head and oldest position.
+    /// (younger than `history_ms` at `now_ms`), with the channel's head.
     async fn channel_read(
         &self,
         channel: &str,

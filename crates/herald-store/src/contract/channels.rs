@@ -38,7 +38,7 @@ pub async fn channel_messages_get_positions_in_order<H: Harness, F: Future<Outpu
         .channel_read("c:fresh", 0, 10, now_ms())
         .await
         .unwrap();
-    assert_eq!((empty.head, empty.oldest, empty.messages.len()), (0, 1, 0));
+    assert_eq!((empty.head, empty.messages.len()), (0, 0));
 
     let first = store
         .channel_publish("c:1", vec![text("a")], now_ms())
@@ -60,7 +60,7 @@ pub async fn channel_messages_get_positions_in_order<H: Harness, F: Future<Outpu
     );
 
     let all = store.channel_read("c:1", 0, 10, now_ms()).await.unwrap();
-    assert_eq!((all.head, all.oldest), (4, 1));
+    assert_eq!(all.head, 4);
     let got: Vec<(u64, String)> = all
         .messages
         .iter()
@@ -104,9 +104,12 @@ pub async fn channel_history_is_trimmed_by_count<H: Harness, F: Future<Output = 
         .await
         .unwrap();
     assert_eq!(read.head, 12);
-    assert_eq!(read.oldest, 8, "a reader at 0 can tell it missed 1..=7");
     let positions: Vec<u64> = read.messages.iter().map(|m| m.position).collect();
-    assert_eq!(positions, vec![8, 9, 10, 11, 12]);
+    assert_eq!(
+        positions,
+        vec![8, 9, 10, 11, 12],
+        "a reader at 0 can tell it missed 1..=7"
+    );
     // A batch larger than the history keeps its newest.
     let batch: Vec<_> = (0..7).map(|i| text(&format!("b{i}"))).collect();
     store
@@ -117,8 +120,9 @@ pub async fn channel_history_is_trimmed_by_count<H: Harness, F: Future<Output = 
         .channel_read("c:trim", 0, 100, now_ms())
         .await
         .unwrap();
-    assert_eq!((read.head, read.oldest), (19, 15));
-    assert_eq!(read.messages.len(), 5);
+    assert_eq!(read.head, 19);
+    let positions: Vec<u64> = read.messages.iter().map(|m| m.position).collect();
+    assert_eq!(positions, vec![15, 16, 17, 18, 19]);
 }
 
 pub async fn channel_history_expires_by_age<H: Harness, F: Future<Output = H>>(
@@ -135,14 +139,14 @@ pub async fn channel_history_expires_by_age<H: Harness, F: Future<Output = H>>(
     tokio::time::sleep(Duration::from_millis(700)).await;
     let gone = store.channel_read("c:age", 0, 10, now_ms()).await.unwrap();
     assert!(gone.messages.is_empty(), "{gone:?}");
-    assert_eq!(gone.oldest, 3, "nothing left: the oldest is past the head");
+    assert_eq!(gone.head, 2, "nothing left, but the head stays");
     store
         .channel_publish("c:age", vec![text("new")], now_ms())
         .await
         .unwrap();
     let read = store.channel_read("c:age", 0, 10, now_ms()).await.unwrap();
     assert_eq!(
-        (read.head, read.oldest),
+        (read.head, read.messages[0].position),
         (3, 3),
         "positions go on after expiry"
     );
@@ -358,7 +362,7 @@ pub async fn idle_channels_are_forgotten<H: Harness, F: Future<Output = H>>(
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let read = store.channel_read("c:idle", 0, 10, now_ms()).await.unwrap();
-    assert_eq!((read.head, read.oldest, read.messages.len()), (0, 1, 0));
+    assert_eq!((read.head, read.messages.len()), (0, 0));
     assert_eq!(
         store
             .channel_publish("c:idle", vec![text("again")], now_ms())
@@ -370,4 +374,40 @@ pub async fn idle_channels_are_forgotten<H: Harness, F: Future<Output = H>>(
     let read = store.channel_read("c:idle", 0, 10, now_ms()).await.unwrap();
     assert_eq!(read.messages.len(), 1);
     assert_eq!(inline_text(&read.messages[0]), "again");
+}
+
+pub async fn expired_messages_hide_no_fresh_ones<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    let mut limits = Limits::default();
+    limits.channels.history_ms = 500;
+    let h = make(limits).await;
+    let store = h.store();
+    let old: Vec<_> = (0..300).map(|i| text(&format!("old{i}"))).collect();
+    store
+        .channel_publish("c:front", old, now_ms())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // More expired messages than one publish trims (Redis) and no purge (embedded): they are
+    // still stored in front of the new one.
+    store
+        .channel_publish("c:front", vec![text("new")], now_ms())
+        .await
+        .unwrap();
+    for max in [1, 10, 500] {
+        let read = store
+            .channel_read("c:front", 0, max, now_ms())
+            .await
+            .unwrap();
+        assert_eq!(read.head, 301);
+        let got: Vec<(u64, String)> = read
+            .messages
+            .iter()
+            .map(|m| (m.position, inline_text(m)))
+            .collect();
+        assert_eq!(got, vec![(301, "new".to_string())], "max {max}");
+    }
+    let head_only = store.channel_read("c:front", 0, 0, now_ms()).await.unwrap();
+    assert_eq!((head_only.head, head_only.messages.len()), (301, 0));
 }

@@ -278,42 +278,31 @@ impl ChannelLog {
             return Ok(ChannelRead {
                 messages: Vec::new(),
                 head: 0,
-                oldest: 1,
             });
         }
         let fresh_from = now_ms - self.options.history_ms;
-        let end = head_key(channel);
-        // Expired messages sit at the front until purged; the oldest is the first fresh one.
-        let mut oldest = head.position + 1;
-        for guard in self
-            .keyspace
-            .range(message_key(channel, head.oldest.max(1))..end.clone())
-        {
-            let (key, value) = guard.into_inner().map_err(backend)?;
-            if published_ms(&value)? >= fresh_from {
-                oldest = position_of(&key);
-                break;
-            }
-        }
+        let from = (after + 1).max(head.oldest);
         let mut messages = Vec::new();
-        let from = (after + 1).max(oldest);
-        if from <= head.position {
+        if max > 0 && from <= head.position {
+            // Expired messages sit at the front until purged (positions follow publish time):
+            // they are skipped, and do not count against `max`.
             for guard in self
                 .keyspace
-                .range(message_key(channel, from)..end)
-                .take(max)
+                .range(message_key(channel, from)..head_key(channel))
             {
                 let value = guard.value().map_err(backend)?;
-                let message = ChannelMessage::decode(&Bytes::from(value.to_vec()))?;
-                if message.published_ms >= fresh_from {
-                    messages.push(message);
+                if published_ms(&value)? < fresh_from {
+                    continue;
+                }
+                messages.push(ChannelMessage::decode(&Bytes::from(value.to_vec()))?);
+                if messages.len() >= max {
+                    break;
                 }
             }
         }
         Ok(ChannelRead {
             messages,
             head: head.position,
-            oldest,
         })
     }
 

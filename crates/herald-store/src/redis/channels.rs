@@ -201,15 +201,9 @@ impl RedisStore {
     ) -> Result<ChannelRead> {
         let fresh_from = now_ms - self.options.channels.history_ms;
         let log = log_key(channel);
-        let (head, front, page): (Option<u64>, Vec<Entry>, Vec<Entry>) = ::redis::pipe()
+        let (head, mut page): (Option<u64>, Vec<Entry>) = ::redis::pipe()
             .cmd("GET")
             .arg(seq_key(channel))
-            .cmd("XRANGE")
-            .arg(&log)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
             .cmd("XRANGE")
             .arg(&log)
             .arg(format!("{}-0", after + 1))
@@ -223,33 +217,49 @@ impl RedisStore {
             return Ok(ChannelRead {
                 messages: Vec::new(),
                 head: 0,
-                oldest: 1,
             });
         };
-        let oldest = match front.into_iter().next() {
-            None => head + 1,
-            Some(entry) => {
+        if max == 0 {
+            return Ok(ChannelRead {
+                messages: Vec::new(),
+                head,
+            });
+        }
+        let mut messages = Vec::with_capacity(page.len());
+        loop {
+            let mut last_expired = None;
+            for entry in page.drain(..) {
                 let (at, message) = decode_entry(entry)?;
                 if at >= fresh_from {
-                    message.position
+                    messages.push(message);
                 } else {
-                    self.first_fresh(&log, message.position, fresh_from, head)
-                        .await?
+                    last_expired = Some(message.position);
                 }
             }
-        };
-        let mut messages = Vec::with_capacity(page.len());
-        for entry in page {
-            let (at, message) = decode_entry(entry)?;
-            if at >= fresh_from && max > 0 {
-                messages.push(message);
+            // Expired entries sit at the front until trimmed (a publish trims a few): read past
+            // them, so they neither count against `max` nor hide fresh messages behind them.
+            match last_expired {
+                Some(position) if messages.is_empty() && position < head => {
+                    let from = self
+                        .first_fresh(&log, position + 1, fresh_from, head)
+                        .await?;
+                    if from > head {
+                        break;
+                    }
+                    page = ::redis::cmd("XRANGE")
+                        .arg(&log)
+                        .arg(format!("{from}-1"))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(max)
+                        .query_async(&mut self.conn())
+                        .await
+                        .map_err(backend)?;
+                }
+                _ => break,
             }
         }
-        Ok(ChannelRead {
-            messages,
-            head,
-            oldest,
-        })
+        Ok(ChannelRead { messages, head })
     }
 
     /// The first position younger than `fresh_from`, paging past expired entries at the front
