@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
@@ -645,43 +645,35 @@ enum Fed {
 
 /// Queues the frames of one delivery step without flushing them.
 async fn feed(tx: &mut futures_util::stream::SplitSink<WebSocket, Message>, out: Out) -> Fed {
-    let frames = match out {
+    // A delivery step is one text frame, one binary frame, or a header and its first chunk.
+    let (header, data): (Option<Utf8Bytes>, Option<Bytes>) = match out {
         Out::Message { message, data } => match as_text(&message.content_type, &data) {
-            Some(text) => {
-                let frame = message.first_frame(|m| {
+            Some(text) => (
+                Some(message.first_frame(|m| {
                     let mut fields = message_fields(m);
                     fields.insert("type".into(), json!("message"));
                     fields.insert("data".into(), json!(text));
                     Value::Object(fields).to_string()
-                });
-                vec![Message::Text(frame)]
-            }
-            None => vec![
-                Message::Text(message.first_frame(|m| ws_header(m, 1))),
-                Message::Binary(data),
-            ],
+                })),
+                None,
+            ),
+            None => (Some(message.first_frame(|m| ws_header(m, 1))), Some(data)),
         },
         Out::Chunk {
             message,
             index,
             chunks,
             data,
-        } => {
-            if index == 0 {
-                vec![
-                    Message::Text(message.first_frame(|m| ws_header(m, chunks))),
-                    Message::Binary(data),
-                ]
-            } else {
-                vec![Message::Binary(data)]
-            }
-        }
+        } => (
+            (index == 0).then(|| message.first_frame(|m| ws_header(m, chunks))),
+            Some(data),
+        ),
         Out::Gap { from, to, reset } => {
             let mut gap = json!({ "type": "gap", "from": from, "to": to });
             if reset {
                 gap["reset"] = json!(true);
             }
-            vec![Message::Text(gap.to_string().into())]
+            (Some(gap.to_string().into()), None)
         }
         Out::Cutoff { resume_after } => {
             let close = CloseFrame {
@@ -692,13 +684,12 @@ async fn feed(tx: &mut futures_util::stream::SplitSink<WebSocket, Message>, out:
             return Fed::Closed;
         }
     };
-    let mut bytes = 0;
+    let bytes = header.as_ref().map_or(0, |h| h.len()) + data.as_ref().map_or(0, Bytes::len);
+    let frames = header
+        .map(Message::Text)
+        .into_iter()
+        .chain(data.map(Message::Binary));
     for frame in frames {
-        bytes += match &frame {
-            Message::Text(text) => text.len(),
-            Message::Binary(data) => data.len(),
-            _ => 0,
-        };
         if !matches!(
             tokio::time::timeout(WRITE_TIMEOUT, tx.feed(frame)).await,
             Ok(Ok(()))
