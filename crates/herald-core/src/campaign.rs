@@ -138,6 +138,17 @@ pub struct Campaign {
     /// is kept).
     #[serde(default)]
     pub recipients_dropped: bool,
+    /// The list's inbox and live entry is one shared entry of the global feed, shown to the
+    /// listed users (set when it is published); see `Store::deliver_shared`.
+    #[serde(default)]
+    pub shared: bool,
+    /// Listed users judged for the shared entry (positions below this one): whose preferences
+    /// keep it out of their inbox or live streams.
+    #[serde(default)]
+    pub staged: u64,
+    /// Who is listed was deleted too, once the shared entry left the global feed.
+    #[serde(default)]
+    pub members_dropped: bool,
 }
 
 impl CampaignRequest {
@@ -206,6 +217,9 @@ impl CampaignRequest {
             lease_until: 0,
             version: 0,
             recipients_dropped: false,
+            shared: false,
+            staged: 0,
+            members_dropped: false,
         }
     }
 }

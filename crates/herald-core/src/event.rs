@@ -51,4 +51,7 @@ pub struct FeedEvent {
     /// The user's unread count right after this event, when the store knows it cheaply.
     pub unread: Option<u64>,
     pub body: EventBody,
+    /// A global event for one campaign's list only (its shared entry): each connection asks
+    /// whether its user is listed.
+    pub audience: Option<Arc<str>>,
 }

@@ -192,6 +192,7 @@ mod tests {
             seq,
             unread: None,
             body: EventBody::ReadAll,
+            audience: None,
         }
     }
 

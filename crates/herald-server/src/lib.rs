@@ -139,6 +139,7 @@ pub async fn serve(
             node: config.node_id.clone(),
             wake: campaigns_wake.clone(),
             lease: Duration::from_millis(config.workers.campaign_lease_ms),
+            warmed: Default::default(),
         }
         .run(stop_rx.clone()),
     );

@@ -109,6 +109,7 @@ macro_rules! storage_contract_tests {
             recipients_are_listed_once_in_upload_order,
             concurrent_uploads_never_share_a_position,
             dropped_recipient_lists_keep_their_count,
+            shared_campaign_entries_reach_only_listed_users,
             device_owners_are_walked_in_id_order,
             channel_messages_get_positions_in_order,
             channel_history_is_trimmed_by_count,

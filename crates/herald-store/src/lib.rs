@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use herald_core::{Campaign, Category, Cursor, Device, Notification, Position, Preferences};
+use herald_core::{
+    Campaign, Category, Channel, Cursor, Device, Notification, Position, Preferences,
+};
 use tokio::sync::mpsc;
 
 pub use channels::*;
@@ -79,6 +81,25 @@ pub trait Store: Send + Sync + 'static {
         notification: Arc<Notification>,
         flags: EntryFlags,
     ) -> Result<u64>;
+
+    /// Appends a campaign's notification to the global feed once, shown only to the users on
+    /// the campaign's list (in the channels no [`Exclusion`] took away): millions of inboxes
+    /// get it with one write. Idempotent like [`deliver_global`](Self::deliver_global).
+    async fn deliver_shared(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+        campaign: &str,
+    ) -> Result<u64>;
+
+    /// Where a notification sits in the global feed, if it is still there.
+    async fn global_entry(&self, notification: &str) -> Result<Option<u64>>;
+
+    /// Keeps a campaign's shared entry out of the given channels for these listed users.
+    async fn exclude_recipients(&self, campaign: &str, exclusions: &[Exclusion]) -> Result<()>;
+
+    /// Whether a campaign's shared entry is shown to `user` in `channel` (inbox or realtime).
+    async fn campaign_shows(&self, campaign: &str, user: &str, channel: Channel) -> Result<bool>;
 
     /// A page of a user's inbox, newest first, with the unread count.
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage>;
@@ -227,12 +248,13 @@ pub trait Store: Send + Sync + 'static {
     /// The listed users at positions `from .. from + limit`.
     async fn recipients(&self, campaign: &str, from: u64, limit: usize) -> Result<Vec<String>>;
 
-    /// Users with at least one device, in id order, after `after`: a push to everyone.
     /// Deletes a campaign's uploaded recipient list; [`recipient_count`](Self::recipient_count)
-    /// still answers its length. For ended campaigns only: an upload racing it may leave a
-    /// remainder.
-    async fn drop_recipients(&self, campaign: &str) -> Result<()>;
+    /// still answers its length. With `keep_members`, who is listed (and their exclusions) is
+    /// kept, for a shared entry still in the global feed. For ended campaigns only: an upload
+    /// racing it may leave a remainder.
+    async fn drop_recipients(&self, campaign: &str, keep_members: bool) -> Result<()>;
 
+    /// Users with at least one device, in id order, after `after`: a push to everyone.
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
 
     /// The feed events of every write, in commit order per user, for the realtime hub.

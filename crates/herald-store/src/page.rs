@@ -80,6 +80,7 @@ pub fn replay_events(
             seq,
             unread: None,
             body,
+            audience: None,
         })
         .collect();
     events.extend(
@@ -91,6 +92,7 @@ pub fn replay_events(
                 seq,
                 unread: None,
                 body: EventBody::Notification { notification, read },
+                audience: None,
             }),
     );
     events

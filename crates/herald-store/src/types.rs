@@ -151,6 +151,23 @@ pub struct PurgeReport {
     pub channel_messages: u64,
 }
 
+/// A listed user whose preferences keep a campaign's shared entry out of some channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    pub user: String,
+    /// Not listed in their inbox.
+    pub inbox: bool,
+    /// Not announced on their live streams.
+    pub live: bool,
+}
+
+impl Exclusion {
+    /// As the engines store it: 1 for the inbox, 2 for live.
+    pub fn bits(&self) -> u8 {
+        u8::from(self.inbox) | (u8::from(self.live) << 1)
+    }
+}
+
 /// What [`crate::Store::add_recipients`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecipientsAdded {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::engines::Engine;
 use common::push_fakes::*;
+use common::sse::SseClient;
 use common::*;
 use herald_fakes::FakeHandle;
 use herald_testkit::{RedisServer, ServerOptions};
@@ -55,6 +56,7 @@ on_both_engines!(
     kill_9_mid_campaign_loses_nothing_and_doubles_nothing,
     topic_and_everyone_campaigns,
     an_ended_campaigns_list_is_deleted_and_its_count_kept,
+    a_list_campaigns_shared_entry_respects_lists_and_preferences,
 );
 
 async fn create(server: &Server, body: Value) -> String {
@@ -492,4 +494,151 @@ async fn an_ended_campaigns_list_is_deleted_and_its_count_kept(engine: Engine) {
     // The inbox entries stay: only the list went.
     let (_, inbox) = server.get_as("/v1/users/lee/notifications", API_KEY).await;
     assert_eq!(inbox["items"].as_array().map(Vec::len), Some(1), "{inbox}");
+}
+
+/// A list campaign's inbox and live delivery is one shared entry: listed users see it at once,
+/// each as their preferences say; unlisted users neither see it nor can touch it.
+async fn a_list_campaigns_shared_entry_respects_lists_and_preferences(engine: Engine) {
+    let Env {
+        server,
+        fakes,
+        redis: _redis,
+    } = start(engine, "").await;
+    let (status, body) = server
+        .put_as("/v1/categories/promo", API_KEY, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (user, prefs) in [
+        (
+            "noinbox",
+            json!({"categories": {"promo": {"inbox": false}}}),
+        ),
+        (
+            "nolive",
+            json!({"categories": {"promo": {"realtime": false}}}),
+        ),
+    ] {
+        let (status, body) = server
+            .put_as("/v1/me/preferences", &server.token(user), prefs)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    devices(&server, &["amy".to_owned()]).await;
+    let stream = |user: &str| {
+        let (url, token) = (server.url("/v1/me/stream"), server.token(user));
+        async move {
+            let mut sse = SseClient::connect(&url, Some(&token), None).await;
+            assert_eq!(sse.next_event(Duration::from_secs(5)).await.event, "ready");
+            sse
+        }
+    };
+    let (mut amy, mut nolive, mut zed) = (
+        stream("amy").await,
+        stream("nolive").await,
+        stream("zed").await,
+    );
+
+    let id = create(
+        &server,
+        json!({"name": "spring sale", "message": {"title": "Sale", "category": "promo",
+               "channels": ["inbox", "realtime", "push"]}}),
+    )
+    .await;
+    upload(
+        &server,
+        &id,
+        "text/plain",
+        "amy\nbob\nnoinbox\nnolive\n".into(),
+    )
+    .await;
+    assert_eq!(act(&server, &id, "start").await.0, 200);
+    let done = campaign_until(&server, &id, "completion", |c| {
+        c["state"] == "completed" && c["channels"]["push"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(done["channels"]["inbox"]["delivered"], 3, "{done}");
+    assert_eq!(done["channels"]["inbox"]["muted"], 1, "{done}");
+    assert_eq!(done["channels"]["realtime"]["delivered"], 3, "{done}");
+    assert_eq!(done["channels"]["realtime"]["muted"], 1, "{done}");
+    assert_eq!(
+        done["channels"]["push"]["sent"], 1,
+        "the walk still pushes: {done}"
+    );
+    assert!(fakes.fcm.wait_for(1, Duration::from_secs(5)).await);
+
+    for user in ["amy", "bob", "nolive"] {
+        let inbox = server.inbox(user).await;
+        assert_eq!(titles(&inbox), ["Sale"], "{user}: {inbox}");
+        assert_eq!(inbox["unread"], 1, "{user}");
+    }
+    for user in ["noinbox", "zed"] {
+        let inbox = server.inbox(user).await;
+        assert!(titles(&inbox).is_empty(), "{user}: {inbox}");
+        assert_eq!(inbox["unread"], 0, "{user}");
+    }
+    let muted = server
+        .get_as("/v1/users/noinbox/deliveries", API_KEY)
+        .await
+        .1;
+    assert!(
+        muted["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["channel"] == "inbox" && d["reason"] == "muted"),
+        "{muted}"
+    );
+
+    // Live: amy hears it; nolive and zed do not (their next event is a later one of their own).
+    let e = amy
+        .next_named("notification", Duration::from_secs(5))
+        .await
+        .json();
+    assert_eq!(
+        (e["notification"]["title"].clone(), e["unread"].clone()),
+        (json!("Sale"), json!(1))
+    );
+    for user in ["nolive", "zed"] {
+        server
+            .publish_ok(json!({"to": {"users": [user]}, "title": format!("for {user}")}))
+            .await;
+    }
+    for (user, sse) in [("nolive", &mut nolive), ("zed", &mut zed)] {
+        let e = sse
+            .next_named("notification", Duration::from_secs(5))
+            .await
+            .json();
+        assert_eq!(
+            e["notification"]["title"],
+            format!("for {user}"),
+            "{user}: {e}"
+        );
+    }
+    let zed_inbox = server.inbox("zed").await;
+    let campaign_entry = server.inbox("amy").await["items"][0]["id"].clone();
+    assert_eq!(titles(&zed_inbox), ["for zed"]);
+    let (status, _) = server
+        .post_as(
+            &format!(
+                "/v1/me/notifications/{}/read",
+                campaign_entry.as_str().unwrap()
+            ),
+            &server.token("zed"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "an unlisted user cannot mark it read");
+    let (status, body) = server
+        .post_as(
+            &format!(
+                "/v1/me/notifications/{}/read",
+                campaign_entry.as_str().unwrap()
+            ),
+            &server.token("amy"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.inbox("amy").await["unread"], 0);
+    assert_eq!(server.inbox("bob").await["unread"], 1);
 }

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use herald_core::event::Feed;
-use herald_core::{EventBody, FeedEvent, Position};
-use herald_store::Replay;
+use herald_core::{Channel, EventBody, FeedEvent, Position};
+use herald_store::{Replay, Store, StoreError};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -38,6 +38,8 @@ impl Outgoing {
 }
 
 pub struct LiveSession {
+    store: Arc<dyn Store>,
+    user: String,
     subscription: Subscription,
     position: Position,
     unread: u64,
@@ -53,6 +55,8 @@ impl LiveSession {
         // with its own count.
         let subscription = state.hub.subscribe(user);
         let mut session = LiveSession {
+            store: state.store.clone(),
+            user: user.to_owned(),
             subscription,
             position: Position::default(),
             unread: 0,
@@ -89,7 +93,7 @@ impl LiveSession {
         };
         session.unread = state.store.unread(user).await?;
         for event in &replayed {
-            if let Some(out) = session.apply(event, None, true) {
+            if let Some(out) = session.apply(event, None, true, None) {
                 session.pending.push_back(out);
             }
         }
@@ -125,7 +129,23 @@ impl LiveSession {
             tokio::select! {
                 live = self.subscription.events.recv() => {
                     let live = live?;
-                    if let Some(out) = self.apply(&live.event, Some(&live), false) {
+                    let event = &live.event;
+                    if event.seq <= self.seen(event.feed) {
+                        continue;
+                    }
+                    let (shown, unread) = match self.view(event).await {
+                        Ok(view) => view,
+                        Err(e) => {
+                            // The client resumes from its last position and misses nothing.
+                            tracing::warn!(error = %e, "cannot judge a live event; closing the stream");
+                            return None;
+                        }
+                    };
+                    if !shown {
+                        *self.seen_mut(event.feed) = event.seq;
+                        continue;
+                    }
+                    if let Some(out) = self.apply(event, Some(&live), false, unread) {
                         return Some(out);
                     }
                 }
@@ -134,22 +154,55 @@ impl LiveSession {
         }
     }
 
+    fn seen(&self, feed: Feed) -> u64 {
+        match feed {
+            Feed::User => self.position.user,
+            Feed::Global => self.position.global,
+        }
+    }
+
+    fn seen_mut(&mut self, feed: Feed) -> &mut u64 {
+        match feed {
+            Feed::User => &mut self.position.user,
+            Feed::Global => &mut self.position.global,
+        }
+    }
+
+    /// Whether this user is shown a live event (a campaign's shared entry only if they are on
+    /// its list and live is on for them), and their unread count when the event does not carry
+    /// one that the store can give exactly.
+    async fn view(&self, event: &FeedEvent) -> Result<(bool, Option<u64>), StoreError> {
+        if let Some(campaign) = &event.audience {
+            if !self
+                .store
+                .campaign_shows(campaign, &self.user, Channel::Realtime)
+                .await?
+            {
+                return Ok((false, None));
+            }
+            return Ok((true, Some(self.store.unread(&self.user).await?)));
+        }
+        if event.feed == Feed::User && event.unread.is_none() {
+            return Ok((true, Some(self.store.unread(&self.user).await?)));
+        }
+        Ok((true, None))
+    }
+
     /// Advances the position past `event` and renders it; `None` for an event already passed.
+    /// `unread` overrides the count the event carries.
     fn apply(
         &mut self,
         event: &FeedEvent,
         live: Option<&Arc<LiveEvent>>,
         replayed: bool,
+        unread: Option<u64>,
     ) -> Option<Outgoing> {
-        let seen = match event.feed {
-            Feed::User => &mut self.position.user,
-            Feed::Global => &mut self.position.global,
-        };
+        let seen = self.seen_mut(event.feed);
         if event.seq <= *seen {
             return None;
         }
         *seen = event.seq;
-        match event.unread {
+        match unread.or(event.unread) {
             Some(unread) => self.unread = unread,
             // A new notification to everyone is unread for every user; replayed ones are already counted.
             None if !replayed && matches!(event.body, EventBody::Notification { .. }) => {

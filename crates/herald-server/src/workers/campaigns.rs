@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::policy::{PolicyContext, deliver_to};
 use super::push::Providers;
+use super::shared_entry;
 
 /// Recipients handled per batch (and per checkpoint).
 const BATCH: usize = 4096;
@@ -29,8 +30,32 @@ const BATCH: usize = 4096;
 const PIPELINE: usize = 3;
 /// Recipients in a campaign's first batch.
 const FIRST_BATCH: usize = 256;
-/// How long before `send_at` a scheduled campaign's notification is stored.
+/// How long before `send_at` a scheduled campaign's notification is stored and its audience
+/// judged for a shared entry.
+const JUDGE_AHEAD: Duration = Duration::from_secs(60);
+/// How long before `send_at` the push providers are warmed.
 const STAGE_AHEAD: Duration = Duration::from_secs(5);
+
+/// What [`CampaignWorker::judge`] did.
+#[derive(PartialEq)]
+enum Judged {
+    /// Nothing (left) to judge.
+    None,
+    /// A batch, checkpointed.
+    Some,
+    /// A batch, but another node or an action changed the campaign meanwhile.
+    Lost,
+}
+
+/// What [`CampaignWorker::share`] did.
+enum Share {
+    /// The campaign does not get a shared entry.
+    No,
+    /// The shared entry is out; the walk delivers this (push only).
+    Published(Arc<Notification>),
+    /// Another node or an action changed the campaign meanwhile.
+    Lost,
+}
 
 /// A batch being delivered: its task, its size and its last user (the walk cursor after it).
 type InHand = (JoinHandle<Result<(), StoreError>>, usize, Option<String>);
@@ -49,6 +74,8 @@ pub struct CampaignWorker {
     /// How long this node's claim on a campaign holds without a checkpoint; then another node
     /// may take over.
     pub lease: Duration,
+    /// Campaigns whose providers this node warmed already.
+    pub warmed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl CampaignWorker {
@@ -83,12 +110,12 @@ impl CampaignWorker {
                 CampaignState::Scheduled => match campaign.send_at {
                     Some(at) if at <= now => busy |= self.begin(campaign).await?,
                     Some(at) => {
-                        if at - now <= STAGE_AHEAD.as_millis() as i64
-                            && campaign.notification.is_none()
-                        {
-                            self.stage(campaign).await?;
+                        let ahead = at - now;
+                        wait = wait.min(Duration::from_millis(ahead.max(0) as u64));
+                        if ahead <= JUDGE_AHEAD.as_millis() as i64 {
+                            let warm = ahead <= STAGE_AHEAD.as_millis() as i64;
+                            busy |= self.stage(campaign, warm).await?;
                         }
-                        wait = wait.min(Duration::from_millis((at - now).max(0) as u64));
                     }
                     None => {}
                 },
@@ -113,23 +140,55 @@ impl CampaignWorker {
         self.store.update_campaign(&c).await
     }
 
-    /// Shortly before `send_at`, stores the campaign's notification (dated `send_at`) and warms
-    /// the push providers, so neither the durable write nor connection setup is what the first
-    /// send waits for.
-    async fn stage(&self, mut c: Campaign) -> Result<(), StoreError> {
+    /// Before `send_at`: stores the campaign's notification (dated `send_at`), judges a batch
+    /// of the audience for a shared entry, and (`warm`) warms the push providers, so neither
+    /// the durable write, nor the preferences, nor connection setup is what the first send
+    /// waits for. True while there is judging left to do.
+    async fn stage(&self, mut c: Campaign, warm: bool) -> Result<bool, StoreError> {
         let pushes = c
             .message
             .channels
             .as_ref()
             .is_none_or(|channels| channels.contains(&Channel::Push));
-        if pushes && !c.dry_run {
+        if warm && pushes && !c.dry_run && self.warmed.lock().expect("warmed").insert(c.id.clone())
+        {
             // TLS handshakes and OAuth tokens now, not in front of the first sends.
             self.providers.warm();
         }
-        c.notification = Some(self.store_notification(&c).await?);
-        // Lost to a concurrent change, the stored notification is found again by its key.
-        self.store.update_campaign(&c).await?;
-        Ok(())
+        if c.notification.is_none() {
+            c.notification = Some(self.store_notification(&c).await?);
+            // Lost to a concurrent change, the stored notification is found again by its key.
+            if !self.checkpoint(&mut c).await? {
+                return Ok(true);
+            }
+        }
+        Ok(self.judge(&mut c).await? == Judged::Some)
+    }
+
+    /// Judges the next batch of a list campaign's audience for its shared entry, if it gets
+    /// one.
+    async fn judge(&self, c: &mut Campaign) -> Result<Judged, StoreError> {
+        let Some(id) = c.notification.clone() else {
+            return Ok(Judged::None);
+        };
+        let Some(n) = self.store.notification(&id).await? else {
+            return Ok(Judged::None);
+        };
+        let category = self.policy.categories.get(n.category.as_deref()).await?;
+        if !shared_entry::eligible(c, &n, category.as_deref(), &self.policy) {
+            return Ok(Judged::None);
+        }
+        let judged = shared_entry::judge_next(&*self.store, &self.policy, c, &n, c.shared).await?;
+        if judged == 0 {
+            return Ok(Judged::None);
+        }
+        c.staged += judged as u64;
+        // Lost to a concurrent change: whoever changed it goes on from its own count.
+        Ok(if self.checkpoint(c).await? {
+            Judged::Some
+        } else {
+            Judged::Lost
+        })
     }
 
     /// Sends batches of one campaign for up to [`SLICE`]. False if it could not claim it.
@@ -155,7 +214,15 @@ impl CampaignWorker {
             self.store.update_campaign(&c).await?;
             return Ok(false);
         };
-        let n = self.for_delivery(&c, n).await?;
+        let n = match self.share(&mut c, &n).await? {
+            Share::Published(push_only) => push_only,
+            Share::Lost => return Ok(false),
+            Share::No => self.for_delivery(&c, n).await?,
+        };
+        if n.channels.is_empty() {
+            // Everything went out with the shared entry: no per-user walk.
+            c.done = self.store.recipient_count(&c.id).await?;
+        }
         // A rate limit paces one batch at a time; otherwise batches overlap.
         let (batch, pipeline) = match c.rate_per_second {
             Some(rate) => (BATCH.min(rate as usize), 1),
@@ -213,6 +280,44 @@ impl CampaignWorker {
             tracing::info!(campaign = %c.id, recipients = c.done, "campaign completed");
         }
         Ok(true)
+    }
+
+    /// Publishes a list campaign's shared entry, judging whoever is not judged yet first (users
+    /// appended later are judged at each slice). On success, the notification the per-user walk
+    /// still delivers (push only).
+    async fn share(&self, c: &mut Campaign, n: &Arc<Notification>) -> Result<Share, StoreError> {
+        let category = self.policy.categories.get(n.category.as_deref()).await?;
+        if !shared_entry::eligible(c, n, category.as_deref(), &self.policy) {
+            return Ok(Share::No);
+        }
+        loop {
+            if c.owner.as_deref() == Some(self.node.as_str()) {
+                c.lease_until = herald_core::time::now_ms() + self.lease.as_millis() as i64;
+            }
+            match self.judge(c).await? {
+                Judged::Some => {}
+                Judged::None => break,
+                Judged::Lost => return Ok(Share::Lost),
+            }
+        }
+        if !c.shared {
+            shared_entry::publish(&*self.store, c, n).await?;
+            c.shared = true;
+            if !self.checkpoint(c).await? {
+                return Ok(Share::Lost);
+            }
+            // Counted once: only the node whose checkpoint recorded the publication counts it.
+            shared_entry::count_delivered(&*self.store, c, n).await?;
+            tracing::info!(campaign = %c.id, recipients = c.staged, "campaign's shared entry published");
+        }
+        Ok(Share::Published(Arc::new(Notification {
+            channels: n
+                .channels
+                .iter()
+                .filter(|ch| *ch == Channel::Push)
+                .collect::<ChannelSet>(),
+            ..(**n).clone()
+        })))
     }
 
     /// The next users of the audience after `read` (position, walk cursor), which it moves on.

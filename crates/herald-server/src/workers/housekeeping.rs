@@ -90,7 +90,9 @@ pub async fn run(
 }
 
 /// Deletes the uploaded recipient lists of campaigns that ended more than `keep` ago (a list of
-/// millions is worth its disk only while it may be sent), and marks them so.
+/// millions is worth its disk only while it may be sent), and marks them so. A campaign with a
+/// shared entry keeps who is listed while that entry is in the global feed (it is shown through
+/// the list), and loses it at the first round after the entry left.
 async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result<(), StoreError> {
     let now = herald_core::time::now_ms();
     let mut before: Option<String> = None;
@@ -101,10 +103,18 @@ async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result
         };
         before = Some(last.id.clone());
         for campaign in page {
-            if due_for_drop(&campaign, keep, now) {
-                store.drop_recipients(&campaign.id).await?;
+            let members_due = campaign.shared
+                && !campaign.members_dropped
+                && match &campaign.notification {
+                    Some(id) => store.global_entry(id).await?.is_none(),
+                    None => true,
+                };
+            if due_for_drop(&campaign, keep, now) || (campaign.recipients_dropped && members_due) {
+                let keep_members = campaign.shared && !members_due;
+                store.drop_recipients(&campaign.id, keep_members).await?;
                 let marked = Campaign {
                     recipients_dropped: true,
+                    members_dropped: !keep_members,
                     ..campaign
                 };
                 // Lost to a concurrent change: the next round drops (idempotently) and marks.

@@ -6,3 +6,4 @@ pub mod fanout;
 pub mod housekeeping;
 pub mod policy;
 pub mod push;
+pub mod shared_entry;

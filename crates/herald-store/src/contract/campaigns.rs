@@ -245,14 +245,236 @@ pub async fn dropped_recipient_lists_keep_their_count<H: Harness, F: Future<Outp
         .await
         .unwrap();
     store.add_recipients(&b.id, &users("b", 3)).await.unwrap();
-    store.drop_recipients(&a.id).await.unwrap();
+    store.drop_recipients(&a.id, false).await.unwrap();
     assert_eq!(store.recipient_count(&a.id).await.unwrap(), 25_000);
     assert!(store.recipients(&a.id, 0, 10).await.unwrap().is_empty());
     // Dropping twice, or a list never uploaded, changes nothing.
-    store.drop_recipients(&a.id).await.unwrap();
-    store.drop_recipients("none").await.unwrap();
+    store.drop_recipients(&a.id, false).await.unwrap();
+    store.drop_recipients("none", false).await.unwrap();
     assert_eq!(store.recipient_count(&a.id).await.unwrap(), 25_000);
     assert_eq!(store.recipient_count("none").await.unwrap(), 0);
     // Other lists are untouched.
     assert_eq!(store.recipients(&b.id, 0, 10).await.unwrap(), users("b", 3));
+}
+
+pub async fn shared_campaign_entries_reach_only_listed_users<H: Harness, F: Future<Output = H>>(
+    make: impl Fn(Limits) -> F,
+) {
+    use herald_core::{Channel, Cursor, Notification, Position, Priority, Recipients};
+
+    let mut h = make(Limits::default()).await;
+    let store = h.store();
+    let mut live = store.live_events().expect("live events");
+    let c = campaign("shared");
+    store.create_campaign(&c).await.unwrap();
+    store
+        .add_recipients(&c.id, &["amy".into(), "bob".into(), "cat".into()])
+        .await
+        .unwrap();
+    store
+        .exclude_recipients(
+            &c.id,
+            &[
+                Exclusion {
+                    user: "cat".into(),
+                    inbox: true,
+                    live: false,
+                },
+                Exclusion {
+                    user: "nobody-listed".into(),
+                    inbox: true,
+                    live: true,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let n = Notification {
+        id: ulid::Generator::new().generate().unwrap().to_string(),
+        to: Recipients::Campaign(c.id.clone()),
+        title: "to the list".into(),
+        body: String::new(),
+        category: None,
+        data: Default::default(),
+        priority: Priority::Normal,
+        ttl_seconds: None,
+        channels: Default::default(),
+        created_at: herald_core::time::now_ms(),
+        idempotency_key: None,
+        collapse_key: None,
+        dry_run: false,
+    };
+    let Accepted::Created(n) = store
+        .accept(Accept {
+            notification: n,
+            idempotency: None,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    let gseq = store
+        .deliver_shared(n.clone(), EntryFlags::BOTH, &c.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .deliver_shared(n.clone(), EntryFlags::BOTH, &c.id)
+            .await
+            .unwrap(),
+        gseq,
+        "published once"
+    );
+    assert_eq!(store.global_entry(&n.id).await.unwrap(), Some(gseq));
+    // The live event names its audience; each connection asks whether its user is listed.
+    let event = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), live.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Live::Event(e) if e.seq == gseq && e.user.is_none() => break e,
+            _ => {}
+        }
+    };
+    assert_eq!(event.audience.as_deref(), Some(c.id.as_str()));
+
+    let titles = |user: &'static str| {
+        let store = store.clone();
+        async move {
+            let page = store.inbox_page(user, Cursor::START, 10).await.unwrap();
+            let titles: Vec<String> = page
+                .items
+                .iter()
+                .map(|i| i.notification.title.clone())
+                .collect();
+            (titles, page.unread)
+        }
+    };
+    for user in ["amy", "bob"] {
+        assert_eq!(
+            titles(user).await,
+            (vec!["to the list".into()], 1),
+            "{user}"
+        );
+        assert_eq!(store.unread(user).await.unwrap(), 1);
+        assert!(
+            store
+                .campaign_shows(&c.id, user, Channel::Realtime)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        titles("cat").await,
+        (vec![], 0),
+        "their inbox is off for it"
+    );
+    assert!(
+        !store
+            .campaign_shows(&c.id, "cat", Channel::Inbox)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .campaign_shows(&c.id, "cat", Channel::Realtime)
+            .await
+            .unwrap()
+    );
+    assert_eq!(titles("dan").await, (vec![], 0), "not listed");
+    assert!(
+        !store
+            .campaign_shows(&c.id, "dan", Channel::Realtime)
+            .await
+            .unwrap()
+    );
+    for outsider in ["cat", "dan"] {
+        assert_eq!(
+            store.mark_read(outsider, &n.id).await.unwrap(),
+            ChangeOutcome::NotFound,
+            "{outsider} cannot touch what they are not shown"
+        );
+        assert_eq!(
+            store.archive(outsider, &n.id).await.unwrap(),
+            ChangeOutcome::NotFound
+        );
+    }
+    let Replay::Events { events, .. } =
+        store.replay("dan", Position::new(0, 0), 100).await.unwrap()
+    else {
+        panic!("events")
+    };
+    assert!(events.is_empty(), "not replayed to outsiders");
+    let Replay::Events { events, .. } =
+        store.replay("cat", Position::new(0, 0), 100).await.unwrap()
+    else {
+        panic!("events")
+    };
+    assert_eq!(events.len(), 1, "live is on for cat");
+
+    assert!(matches!(
+        store.mark_read("amy", &n.id).await.unwrap(),
+        ChangeOutcome::Changed(Change { unread: 0, .. })
+    ));
+    assert_eq!(store.unread("bob").await.unwrap(), 1, "bob's is his own");
+    assert!(matches!(
+        store.archive("bob", &n.id).await.unwrap(),
+        ChangeOutcome::Changed(Change { unread: 0, .. })
+    ));
+    assert_eq!(titles("bob").await, (vec![], 0));
+    // An own delivery to an outsider counts only what they are shown.
+    let own = store
+        .deliver(&[Delivery {
+            user: "dan".into(),
+            notification: n.clone(),
+            flags: EntryFlags::BOTH,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(own[0].unread, 1);
+
+    drop(store);
+    h.restart().await;
+    let store = h.store();
+    assert_eq!(
+        store
+            .inbox_page("amy", Cursor::START, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1,
+        "kept across a restart"
+    );
+    assert!(
+        store
+            .inbox_page("cat", Cursor::START, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Dropping the positions keeps who is listed; dropping the members ends the entry's reach.
+    store.drop_recipients(&c.id, true).await.unwrap();
+    assert_eq!(store.unread("cat").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .inbox_page("amy", Cursor::START, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    store.drop_recipients(&c.id, false).await.unwrap();
+    assert!(
+        store
+            .inbox_page("amy", Cursor::START, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }

@@ -29,7 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
-use herald_core::{Campaign, Category, Cursor, Device, Notification, Position, Preferences};
+use herald_core::{
+    Campaign, Category, Channel, Cursor, Device, Notification, Position, Preferences,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use self::channels::ChannelLog;
@@ -136,9 +138,16 @@ fn load_global(keyspaces: &[fjall::Keyspace]) -> Result<GlobalState> {
     for guard in keyspaces[GLOBAL].iter() {
         let (key, value) = guard.into_inner().map_err(backend)?;
         let gseq = u64::from_be_bytes(key.as_ref().try_into().map_err(backend)?);
-        global
-            .entries
-            .push_back((gseq, Entry::decode(&value)?.flags.inbox));
+        let entry = Entry::decode(&value)?;
+        global.entries.push_back((gseq, entry.flags.inbox));
+        // A campaign's shared entry names its campaign next to its sequence number.
+        if let Some(raw) = keyspaces[GLOBAL_IDS]
+            .get(entry.id.as_bytes())
+            .map_err(backend)?
+            && let Some(campaign) = GlobalId::decode(&raw)?.campaign
+        {
+            global.restricted.insert(gseq, Arc::from(campaign));
+        }
     }
     global.head = global.entries.back().map_or(0, |(g, _)| *g);
     global.floor = global.entries.front().map_or(global.head, |(g, _)| g - 1);
@@ -211,8 +220,50 @@ impl Store for EmbeddedStore {
         notification: Arc<Notification>,
         flags: EntryFlags,
     ) -> Result<u64> {
-        self.call(|r| Op::DeliverGlobal(notification, flags, r))
+        self.call(|r| Op::DeliverGlobal(notification, flags, None, r))
             .await
+    }
+
+    async fn deliver_shared(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+        campaign: &str,
+    ) -> Result<u64> {
+        self.call(|r| Op::DeliverGlobal(notification, flags, Some(campaign.to_owned()), r))
+            .await
+    }
+
+    async fn global_entry(&self, notification: &str) -> Result<Option<u64>> {
+        match self.keyspaces[GLOBAL_IDS]
+            .get(notification.as_bytes())
+            .map_err(backend)?
+        {
+            Some(raw) => Ok(Some(GlobalId::decode(&raw)?.gseq)),
+            None => Ok(None),
+        }
+    }
+
+    async fn exclude_recipients(&self, campaign: &str, exclusions: &[Exclusion]) -> Result<()> {
+        if exclusions.is_empty() {
+            return Ok(());
+        }
+        self.call(|r| Op::ExcludeRecipients(campaign.to_owned(), exclusions.to_vec(), r))
+            .await
+    }
+
+    async fn campaign_shows(&self, campaign: &str, user: &str, channel: Channel) -> Result<bool> {
+        let campaign: Arc<str> = Arc::from(campaign);
+        let keyspace = &self.keyspaces[RECIPIENTS];
+        let memberships = recipients::memberships(
+            |key| Ok(keyspace.get(key).map_err(backend)?.map(|v| v.to_vec())),
+            user,
+            std::slice::from_ref(&campaign),
+        )?;
+        Ok(memberships
+            .0
+            .get(&campaign)
+            .is_some_and(|m| m.shows(channel)))
     }
 
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {
@@ -227,8 +278,16 @@ impl Store for EmbeddedStore {
     }
 
     async fn unread(&self, user: &str) -> Result<u64> {
-        let meta = reads::user_meta(&self.db.snapshot(), &self.keyspaces, user)?;
-        Ok(meta.unread + self.global().unread_for(&meta))
+        let snap = self.db.snapshot();
+        let meta = reads::user_meta(&snap, &self.keyspaces, user)?;
+        let global = self.global();
+        let memberships = reads::memberships(
+            &snap,
+            &self.keyspaces,
+            user,
+            &global.campaigns_after(meta.global_marker),
+        )?;
+        Ok(meta.unread + global.unread_for(&meta, &memberships))
     }
 
     async fn mark_read(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
@@ -430,12 +489,14 @@ impl Store for EmbeddedStore {
         recipients::page(&self.keyspaces[RECIPIENT_POSITIONS], campaign, from, limit)
     }
 
-    async fn drop_recipients(&self, campaign: &str) -> Result<()> {
+    async fn drop_recipients(&self, campaign: &str, keep_members: bool) -> Result<()> {
         let (db, keyspaces, campaign) =
             (self.db.clone(), self.keyspaces.clone(), campaign.to_owned());
-        tokio::task::spawn_blocking(move || recipients::drop_list(&db, &keyspaces, &campaign))
-            .await
-            .map_err(|e| StoreError::Backend(format!("recipient drop task: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            recipients::drop_list(&db, &keyspaces, &campaign, keep_members)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("recipient drop task: {e}")))?
     }
 
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {

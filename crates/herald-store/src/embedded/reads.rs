@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use fjall::{Database, Keyspace, Readable, Snapshot};
-use herald_core::{Cursor, EventBody, Notification, Position};
+use herald_core::{Channel, Cursor, EventBody, Notification, Position};
 
 use super::keys::{seq_suffix, user_key, user_prefix, user_seq};
 use super::overlay::backend;
+use super::recipients;
 use super::records::*;
-use crate::feed_state::{GlobalState, UserMeta};
+use crate::feed_state::{GlobalState, Memberships, UserMeta};
 use crate::page::{Candidate, merge_page, replay_events};
 use crate::{InboxPage, Replay, Result};
 
@@ -47,6 +48,28 @@ pub fn user_meta(snap: &Snapshot, keyspaces: &[Keyspace], user: &str) -> Result<
     }
 }
 
+/// A user's memberships in these campaigns, as of the snapshot.
+pub fn memberships(
+    snap: &Snapshot,
+    keyspaces: &[Keyspace],
+    user: &str,
+    campaigns: &[Arc<str>],
+) -> Result<Memberships> {
+    if campaigns.is_empty() {
+        return Ok(Memberships::default());
+    }
+    recipients::memberships(
+        |key| {
+            Ok(snap
+                .get(&keyspaces[RECIPIENTS], key)
+                .map_err(backend)?
+                .map(|v| v.to_vec()))
+        },
+        user,
+        campaigns,
+    )
+}
+
 pub fn inbox_page(
     db: &Database,
     keyspaces: &[Keyspace],
@@ -57,6 +80,7 @@ pub fn inbox_page(
 ) -> Result<InboxPage> {
     let snap = db.snapshot();
     let meta = user_meta(&snap, keyspaces, user)?;
+    let memberships = memberships(&snap, keyspaces, user, &global.campaigns_after(0))?;
     let want = limit + 1; // one more than asked tells whether another page exists
 
     let mut own = Vec::with_capacity(want);
@@ -81,7 +105,10 @@ pub fn inbox_page(
     let mut everyone = Vec::with_capacity(want);
     let top = before.global.min(global.head.saturating_add(1));
     for &(gseq, listed) in global.entries.iter().rev().skip_while(|(g, _)| *g >= top) {
-        if !listed || meta.global_is_archived(gseq) {
+        if !listed
+            || meta.global_is_archived(gseq)
+            || !global.shows(gseq, &memberships, Channel::Inbox)
+        {
             continue;
         }
         let Some(raw) = snap
@@ -106,7 +133,7 @@ pub fn inbox_page(
         everyone,
         before,
         limit,
-        meta.unread + global.unread_for(&meta),
+        meta.unread + global.unread_for(&meta, &memberships),
     ))
 }
 
@@ -156,8 +183,17 @@ pub fn replay(
             return Ok(Replay::Gap { head });
         }
     }
+    let memberships = memberships(
+        &snap,
+        keyspaces,
+        user,
+        &global.campaigns_after(after.global),
+    )?;
     let mut everyone = Vec::new();
     for &(gseq, _) in global.entries.iter().filter(|(g, _)| *g > after.global) {
+        if !global.shows(gseq, &memberships, Channel::Realtime) {
+            continue;
+        }
         let Some(raw) = snap
             .get(&keyspaces[GLOBAL], gseq.to_be_bytes())
             .map_err(backend)?

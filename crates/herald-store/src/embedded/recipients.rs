@@ -4,13 +4,19 @@
 //! upload order, positions big-endian so one range scan reads a page), and `recipient_counts`
 //! holds each list's length, which is also the next position. An upload is one writer op, so
 //! positions never collide, and its duplicate checks see its own earlier writes via the overlay.
+//!
+//! A member's value may carry a ninth byte: the channels in which the campaign's shared entry is
+//! not shown to them (their preferences, judged at staging; see [`Membership`]).
+
+use std::sync::Arc;
 
 use fjall::Keyspace;
 
 use super::keys::{user_key, user_seq};
 use super::overlay::{Overlay, backend};
 use super::records::*;
-use crate::{RecipientsAdded, Result};
+use crate::feed_state::{Membership, Memberships};
+use crate::{Exclusion, RecipientsAdded, Result};
 
 /// Appends the users not yet listed, in order, at the next positions.
 pub fn add(overlay: &mut Overlay<'_>, campaign: &str, users: &[String]) -> Result<RecipientsAdded> {
@@ -48,13 +54,57 @@ pub fn add(overlay: &mut Overlay<'_>, campaign: &str, users: &[String]) -> Resul
     })
 }
 
-/// Deletes a list's members and positions (not its count), in slices, so a list of millions
-/// never sits in one write batch. Outside the writer thread: nothing writes an ended list.
-pub fn drop_list(db: &fjall::Database, keyspaces: &[Keyspace], campaign: &str) -> Result<()> {
+/// Marks listed users out of the channels their preferences turned off; unlisted ones are
+/// skipped (the shared entry does not reach them anyway).
+pub fn exclude(overlay: &mut Overlay<'_>, campaign: &str, exclusions: &[Exclusion]) -> Result<()> {
+    for x in exclusions {
+        let member = user_key(campaign, x.user.as_bytes());
+        let Some(mut value) = overlay.get(RECIPIENTS, &member)? else {
+            continue;
+        };
+        let bits = value.get(8).copied().unwrap_or(0) | x.bits();
+        value.truncate(8);
+        value.push(bits);
+        overlay.put(RECIPIENTS, member, value);
+    }
+    Ok(())
+}
+
+/// A user's memberships in `campaigns`, read through `get` (a snapshot, or the writer's overlay).
+pub fn memberships(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
+    user: &str,
+    campaigns: &[Arc<str>],
+) -> Result<Memberships> {
+    let mut out = Memberships::default();
+    for campaign in campaigns {
+        if let Some(value) = get(&user_key(campaign, user.as_bytes()))? {
+            let bits = value.get(8).copied().unwrap_or(0);
+            out.0
+                .insert(campaign.clone(), Membership::from_exclusion_bits(bits));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes a list's positions and (unless `keep_members`: a shared entry still shows through
+/// them) its members, not its count, in slices, so a list of millions never sits in one write
+/// batch. Outside the writer thread: nothing writes an ended list.
+pub fn drop_list(
+    db: &fjall::Database,
+    keyspaces: &[Keyspace],
+    campaign: &str,
+    keep_members: bool,
+) -> Result<()> {
     const SLICE: usize = 10_000;
     let mut prefix = campaign.as_bytes().to_vec();
     prefix.push(0);
-    for index in [RECIPIENTS, RECIPIENT_POSITIONS] {
+    let lists: &[usize] = if keep_members {
+        &[RECIPIENT_POSITIONS]
+    } else {
+        &[RECIPIENTS, RECIPIENT_POSITIONS]
+    };
+    for &index in lists {
         let keyspace = &keyspaces[index];
         loop {
             let keys: Vec<_> = keyspace

@@ -97,6 +97,36 @@ impl Entry {
     }
 }
 
+/// A `GLOBAL_IDS` value: the entry's sequence number, then the campaign whose list it is shown
+/// to, if it is a campaign's shared entry.
+#[derive(Debug, PartialEq)]
+pub struct GlobalId {
+    pub gseq: u64,
+    pub campaign: Option<String>,
+}
+
+impl GlobalId {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.gseq.to_be_bytes().to_vec();
+        if let Some(c) = &self.campaign {
+            v.extend_from_slice(c.as_bytes());
+        }
+        v
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let (seq, campaign) = bytes
+            .split_at_checked(8)
+            .ok_or_else(|| backend("corrupt global id"))?;
+        Ok(Self {
+            gseq: u64::from_be_bytes(seq.try_into().map_err(backend)?),
+            campaign: (!campaign.is_empty())
+                .then(|| String::from_utf8(campaign.to_vec()).map_err(backend))
+                .transpose()?,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub fingerprint: String,

@@ -25,11 +25,11 @@ use super::records::*;
 use super::{
     campaigns, caps, categories, collapse, decisions, devices, expiry, preferences, recipients,
 };
-use crate::feed_state::{GlobalState, UserMeta};
+use crate::feed_state::{GlobalState, Memberships, UserMeta};
 use crate::{
     Accept, Accepted, CapRequest, Change, ChangeOutcome, CollapseClaim, DecisionCount,
-    DecisionRecord, Delivered, Delivery, EntryFlags, Job, JobId, Live, PurgeReport, PushOutcome,
-    PushTask, RecipientsAdded, Result, StoreError,
+    DecisionRecord, Delivered, Delivery, EntryFlags, Exclusion, Job, JobId, Live, PurgeReport,
+    PushOutcome, PushTask, RecipientsAdded, Result, StoreError,
 };
 
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -44,7 +44,8 @@ const MAX_PURGE_PER_PASS: usize = 10_000;
 pub enum Op {
     Accept(Box<Accept>, Reply<Accepted>),
     Deliver(Vec<Delivery>, Reply<Vec<Delivered>>),
-    DeliverGlobal(Arc<Notification>, EntryFlags, Reply<u64>),
+    /// A notification for everyone, or (with a campaign id) for that campaign's list only.
+    DeliverGlobal(Arc<Notification>, EntryFlags, Option<String>, Reply<u64>),
     MarkRead(String, String, Reply<ChangeOutcome>),
     MarkAllRead(String, Reply<Change>),
     Archive(String, String, Reply<ChangeOutcome>),
@@ -73,6 +74,7 @@ pub enum Op {
     UpdateCampaign(Box<Campaign>, Reply<bool>),
     /// A campaign, and users to append to its list.
     AddRecipients(String, Vec<String>, Reply<RecipientsAdded>),
+    ExcludeRecipients(String, Vec<Exclusion>, Reply<()>),
     Sync(Reply<()>),
 }
 
@@ -270,7 +272,9 @@ impl Writer {
         match op {
             Op::Accept(a, reply) => run!(reply, self.accept(b, *a)),
             Op::Deliver(d, reply) => run!(reply, self.deliver(b, d)),
-            Op::DeliverGlobal(n, flags, reply) => run!(reply, self.deliver_global(b, n, flags)),
+            Op::DeliverGlobal(n, flags, campaign, reply) => {
+                run!(reply, self.deliver_global(b, n, flags, campaign))
+            }
             Op::MarkRead(user, id, reply) => run!(reply, self.mark_read(b, &user, &id)),
             Op::MarkAllRead(user, reply) => run!(reply, self.mark_all_read(b, &user)),
             Op::Archive(user, id, reply) => run!(reply, self.archive(b, &user, &id)),
@@ -333,6 +337,10 @@ impl Writer {
             Op::AddRecipients(campaign, users, reply) => {
                 run!(reply, recipients::add(&mut b.overlay, &campaign, &users))
             }
+            Op::ExcludeRecipients(campaign, exclusions, reply) => run!(
+                reply,
+                recipients::exclude(&mut b.overlay, &campaign, &exclusions)
+            ),
             Op::Sync(reply) => {
                 b.durable = true;
                 Ok(completion(reply, Ok(())))
@@ -352,7 +360,7 @@ impl Writer {
         match op {
             Op::Accept(_, r) => fail(r),
             Op::Deliver(_, r) => fail(r),
-            Op::DeliverGlobal(_, _, r) => fail(r),
+            Op::DeliverGlobal(_, _, _, r) => fail(r),
             Op::MarkRead(_, _, r) | Op::Archive(_, _, r) | Op::ArchiveIfUnread(_, _, r) => fail(r),
             Op::MarkAllRead(_, r) => fail(r),
             Op::Subscribe(_, _, r) | Op::Unsubscribe(_, _, r) => fail(r),
@@ -373,6 +381,7 @@ impl Writer {
             Op::ClaimCollapse(_, _, r) => fail(r),
             Op::UpdateCampaign(_, r) => fail(r),
             Op::AddRecipients(_, _, r) => fail(r),
+            Op::ExcludeRecipients(_, _, r) => fail(r),
         }
     }
 
@@ -432,8 +441,24 @@ impl Writer {
         b.global.get_or_insert_with(|| self.global.clone())
     }
 
-    fn unread_total(&self, b: &Batch<'_>, meta: &UserMeta) -> u64 {
-        meta.unread + b.global.as_ref().unwrap_or(&self.global).unread_for(meta)
+    /// Own unread plus the global entries this user sees unread.
+    fn unread_total(&self, b: &Batch<'_>, user: &str, meta: &UserMeta) -> Result<u64> {
+        let global = b.global.as_ref().unwrap_or(&self.global);
+        let memberships = self.memberships(b, user, &global.campaigns_after(meta.global_marker))?;
+        Ok(meta.unread + global.unread_for(meta, &memberships))
+    }
+
+    /// The user's memberships in these campaigns, as this batch sees them.
+    fn memberships(
+        &self,
+        b: &Batch<'_>,
+        user: &str,
+        campaigns: &[Arc<str>],
+    ) -> Result<Memberships> {
+        if campaigns.is_empty() {
+            return Ok(Memberships::default());
+        }
+        recipients::memberships(|key| b.overlay.get(RECIPIENTS, key), user, campaigns)
     }
 
     fn deliver(&mut self, b: &mut Batch<'_>, deliveries: Vec<Delivery>) -> Result<Vec<Delivered>> {
@@ -459,7 +484,7 @@ impl Writer {
                 meta.unread += 1;
             }
             self.trim_inbox(b, &d.user, &mut meta)?;
-            let unread = self.unread_total(b, &meta);
+            let unread = self.unread_total(b, &d.user, &meta)?;
             *b.meta(&d.user)? = meta;
             if d.flags.live {
                 b.events.push(FeedEvent {
@@ -471,6 +496,7 @@ impl Writer {
                         notification: d.notification.clone(),
                         read: false,
                     },
+                    audience: None,
                 });
             }
             delivered.push(Delivered {
@@ -509,23 +535,20 @@ impl Writer {
         b: &mut Batch<'_>,
         n: Arc<Notification>,
         flags: EntryFlags,
+        campaign: Option<String>,
     ) -> Result<u64> {
         if let Some(raw) = b.overlay.get(GLOBAL_IDS, n.id.as_bytes())? {
-            return Ok(u64::from_be_bytes(
-                raw.as_slice().try_into().map_err(backend)?,
-            ));
+            return Ok(GlobalId::decode(&raw)?.gseq);
         }
         let global_max = self.options.global_max;
         let global = self.global_mut(b);
-        global.head += 1;
-        let gseq = global.head;
-        global.entries.push_back((gseq, flags.inbox));
-        let mut dropped = Vec::new();
-        while global.entries.len() > global_max {
-            let (old, _) = global.entries.pop_front().expect("non-empty");
-            global.floor = old;
-            dropped.push(old);
-        }
+        let gseq = global.head + 1;
+        let dropped = global.push(
+            gseq,
+            flags.inbox,
+            campaign.as_deref().map(Arc::from),
+            global_max,
+        );
         for old in dropped {
             let key = old.to_be_bytes();
             if let Some(raw) = b.overlay.get(GLOBAL, &key)? {
@@ -541,10 +564,11 @@ impl Writer {
         };
         b.overlay
             .put(GLOBAL, gseq.to_be_bytes().to_vec(), entry.encode());
+        let audience = campaign.as_deref().map(Arc::from);
         b.overlay.put(
             GLOBAL_IDS,
             n.id.as_bytes().to_vec(),
-            gseq.to_be_bytes().to_vec(),
+            GlobalId { gseq, campaign }.encode(),
         );
         if flags.live {
             b.events.push(FeedEvent {
@@ -556,6 +580,7 @@ impl Writer {
                     notification: n,
                     read: false,
                 },
+                audience,
             });
         }
         Ok(gseq)
@@ -575,10 +600,18 @@ impl Writer {
             return Ok(None);
         }
         if let Some(raw) = b.overlay.get(GLOBAL_IDS, id.as_bytes())? {
-            let gseq = u64::from_be_bytes(raw.as_slice().try_into().map_err(backend)?);
+            let gseq = GlobalId::decode(&raw)?.gseq;
             let global = b.global.as_ref().unwrap_or(&self.global);
             let listed = global.entries.iter().any(|(g, inbox)| *g == gseq && *inbox);
-            if listed && !b.meta(user)?.global_is_archived(gseq) {
+            let shown = match global.restricted.get(&gseq) {
+                None => true,
+                Some(campaign) => self
+                    .memberships(b, user, std::slice::from_ref(campaign))?
+                    .0
+                    .get(campaign)
+                    .is_some_and(|m| m.inbox),
+            };
+            if listed && shown && !b.meta(user)?.global_is_archived(gseq) {
                 return Ok(Some(Located::Global(gseq)));
             }
         }
@@ -594,7 +627,7 @@ impl Writer {
             Located::Own { seq, mut entry } => {
                 if meta.is_read(seq, entry.read) {
                     return Ok(ChangeOutcome::Unchanged {
-                        unread: self.unread_total(b, &meta),
+                        unread: self.unread_total(b, user, &meta)?,
                     });
                 }
                 entry.read = true;
@@ -604,7 +637,7 @@ impl Writer {
             Located::Global(gseq) => {
                 if meta.global_is_read(gseq) {
                     return Ok(ChangeOutcome::Unchanged {
-                        unread: self.unread_total(b, &meta),
+                        unread: self.unread_total(b, user, &meta)?,
                     });
                 }
                 meta.global_read.push(gseq);
@@ -649,7 +682,7 @@ impl Writer {
         if read {
             let meta = meta.clone();
             return Ok(ChangeOutcome::Unchanged {
-                unread: self.unread_total(b, &meta),
+                unread: self.unread_total(b, user, &meta)?,
             });
         }
         self.archive_at(b, user, id, located)
@@ -702,9 +735,8 @@ impl Writer {
                 meta.changes -= 1;
             }
         }
-        let global = b.global.as_ref().unwrap_or(&self.global);
-        meta.prune_global(global.floor);
-        let unread = meta.unread + global.unread_for(&meta);
+        meta.prune_global(b.global.as_ref().unwrap_or(&self.global).floor);
+        let unread = self.unread_total(b, user, &meta)?;
         *b.meta(user)? = meta;
         b.events.push(FeedEvent {
             user: Some(Arc::from(user)),
@@ -712,6 +744,7 @@ impl Writer {
             seq,
             unread: Some(unread),
             body: change.body(),
+            audience: None,
         });
         Ok(Change { seq, unread })
     }

@@ -16,6 +16,7 @@ use super::channels::{CHANNELS_PUBSUB, notice_of};
 use super::connection::Deployment;
 use super::global::GlobalCache;
 use super::keys;
+use crate::feed_state::{GlobalState, Memberships};
 use crate::{ChannelNotice, Live, Result, StoreError};
 
 #[derive(Deserialize)]
@@ -41,6 +42,9 @@ struct Wire {
     read: bool,
     #[serde(default)]
     n: Option<Notification>,
+    /// A global entry for one campaign's list only.
+    #[serde(default)]
+    a: Option<String>,
 }
 
 /// A change-log record (`{"k":"read","id":..}`) as an event body.
@@ -72,24 +76,38 @@ fn body(kind: &str, id: Option<String>, n: Option<Notification>, read: bool) -> 
 
 fn convert(wire: Wire, global: &GlobalCache) -> Option<FeedEvent> {
     if wire.f == "g" {
-        global.apply(wire.s, wire.fl, wire.fg & 1 != 0);
+        let audience: Option<Arc<str>> = wire.a.as_deref().map(Arc::from);
+        global.apply(wire.s, wire.fl, wire.fg & 1 != 0, audience.clone());
         return Some(FeedEvent {
             user: None,
             feed: Feed::Global,
             seq: wire.s,
             unread: None,
             body: body(&wire.k, None, wire.n, false)?,
+            audience,
         });
     }
-    let state = global.snapshot();
-    let unread = (wire.pu + state.listed_after(wire.gm)).saturating_sub(wire.gx);
+    let unread = unread(&global.snapshot(), wire.pu, wire.gm, wire.gx);
     Some(FeedEvent {
         user: Some(Arc::from(wire.u?.as_str())),
         feed: Feed::User,
         seq: wire.s,
-        unread: Some(unread),
+        unread,
         body: body(&wire.k, wire.id, wire.n, wire.read)?,
+        audience: None,
     })
+}
+
+/// A user's unread count after an event, from what the script reported: `None` when a
+/// campaign's shared entry above their marker makes it depend on lists (the connection then
+/// asks the store).
+fn unread(state: &GlobalState, personal: u64, marker: u64, read_above: u64) -> Option<u64> {
+    if state.restricted.range(marker + 1..).next().is_some() {
+        return None;
+    }
+    Some(
+        (personal + state.listed_after(marker, &Memberships::default())).saturating_sub(read_above),
+    )
 }
 
 /// How a delivery script's batch of events starts (see `scripts::deliver_many`).
@@ -114,11 +132,12 @@ fn batch_events(payload: &[u8], global: &GlobalCache) -> Option<Vec<FeedEvent>> 
                 user: Some(Arc::from(user.as_str())),
                 feed: Feed::User,
                 seq,
-                unread: Some((pu + state.listed_after(gm)).saturating_sub(gx)),
+                unread: unread(&state, pu, gm, gx),
                 body: EventBody::Notification {
                     notification: notification.clone(),
                     read: false,
                 },
+                audience: None,
             })
             .collect(),
     )

@@ -1,7 +1,7 @@
 //! This node's copy of the global feed's shape (sequence numbers and flags), refreshed from
 //! Redis whenever the head it has is not the head Redis has.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use ::redis::AsyncCommands;
 
@@ -10,8 +10,13 @@ use super::keys;
 use crate::feed_state::GlobalState;
 use crate::{Result, StoreError};
 
-/// The feed's members with their scores, and the meta hash's head and floor.
-type FeedReply = (Vec<(String, f64)>, (Option<u64>, Option<u64>));
+/// The feed's members with their scores, the meta hash's head and floor, and the shared
+/// campaign entries.
+type FeedReply = (
+    Vec<(String, f64)>,
+    (Option<u64>, Option<u64>),
+    Vec<(u64, String)>,
+);
 
 #[derive(Default)]
 pub struct GlobalCache {
@@ -38,12 +43,13 @@ impl GlobalCache {
     }
 
     pub async fn reload(&self, conn: &mut Conn) -> Result<GlobalState> {
-        let (entries, meta): FeedReply = ::redis::pipe()
+        let (entries, meta, campaigns): FeedReply = ::redis::pipe()
             .zrange_withscores(keys::GLOBAL_FEED, 0, -1)
             .cmd("HMGET")
             .arg(keys::GLOBAL_META)
             .arg("h")
             .arg("fl")
+            .hgetall(keys::GLOBAL_CAMPAIGNS)
             .query_async(conn)
             .await
             .map_err(backend)?;
@@ -51,25 +57,27 @@ impl GlobalCache {
             head: meta.0.unwrap_or(0),
             floor: meta.1.unwrap_or(0),
             entries: Default::default(),
+            restricted: Default::default(),
         };
         for (_, score) in entries {
             let score = score as u64;
             state.entries.push_back((score / 8, score % 2 == 1));
+        }
+        for (gseq, campaign) in campaigns {
+            if state.entries.iter().any(|(g, _)| *g == gseq) {
+                state.restricted.insert(gseq, Arc::from(campaign));
+            }
         }
         *self.state.write().expect("global cache lock") = state.clone();
         Ok(state)
     }
 
     /// Applies a global event seen on the live channel; a gap leaves the cache to be reloaded.
-    pub fn apply(&self, gseq: u64, floor: u64, inbox: bool) {
+    pub fn apply(&self, gseq: u64, floor: u64, inbox: bool, campaign: Option<Arc<str>>) {
         let mut state = self.state.write().expect("global cache lock");
         if gseq == state.head + 1 {
-            state.head = gseq;
-            state.entries.push_back((gseq, inbox));
-            state.floor = floor;
-            while state.entries.front().is_some_and(|(g, _)| *g <= floor) {
-                state.entries.pop_front();
-            }
+            state.push(gseq, inbox, campaign, usize::MAX);
+            state.trim_to(floor);
         }
     }
 }

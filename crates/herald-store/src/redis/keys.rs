@@ -32,6 +32,8 @@ pub fn notification(id: &str) -> String {
 }
 pub const GLOBAL_FEED: &str = "{g}:f";
 pub const GLOBAL_META: &str = "{g}:m";
+/// The global feed's shared campaign entries: sequence number → campaign id.
+pub const GLOBAL_CAMPAIGNS: &str = "{g}:c";
 pub fn lane(lane: usize) -> String {
     format!("{{q}}:lane:{lane}")
 }
@@ -104,6 +106,11 @@ pub fn campaign(id: &str) -> String {
 /// A campaign's recipients, in list order.
 pub fn campaign_list(id: &str) -> String {
     format!("{{c:{id}}}:l")
+}
+/// Listed users kept out of some channels of the campaign's shared entry: user → bits (1: inbox,
+/// 2: live).
+pub fn campaign_exclusions(id: &str) -> String {
+    format!("{{c:{id}}}:x")
 }
 /// A campaign's recipients as a SET, so each user is listed once.
 pub fn campaign_members(id: &str) -> String {

@@ -32,7 +32,7 @@ use ::redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use herald_core::{Cursor, Device, EventBody, Notification, Position, Recipients};
+use herald_core::{Channel, Cursor, Device, EventBody, Notification, Position, Recipients};
 use tokio::sync::mpsc;
 
 use self::campaigns::CampaignScripts;
@@ -72,6 +72,7 @@ struct Scripts {
     mark: Script,
     mark_all: Script,
     deliver_global: Script,
+    membership: Script,
 }
 
 pub struct RedisStore {
@@ -161,6 +162,7 @@ impl RedisStore {
             mark: Script::new(&scripts::mark()),
             mark_all: Script::new(&scripts::mark_all()),
             deliver_global: Script::new(scripts::DELIVER_GLOBAL),
+            membership: Script::new(scripts::MEMBERSHIP),
         };
         let global = Arc::new(GlobalCache::default());
         global.reload(&mut conn).await?;
@@ -269,9 +271,43 @@ impl RedisStore {
             .collect()
     }
 
-    /// Total unread from what a feed script reports: own unread + global unread.
-    fn unread_from(global: &GlobalState, personal: u64, marker: u64, read_above: u64) -> u64 {
-        (personal + global.listed_after(marker)).saturating_sub(read_above)
+    /// Total unread from what a feed script reports: own unread + the global entries above the
+    /// user's marker that they see, less those they read.
+    async fn unread_from(
+        &self,
+        user: &str,
+        global: &GlobalState,
+        personal: u64,
+        marker: u64,
+        read_above: u64,
+    ) -> Result<u64> {
+        let memberships = self
+            .memberships(user, &global.campaigns_after(marker))
+            .await?;
+        Ok((personal + global.listed_after(marker, &memberships)).saturating_sub(read_above))
+    }
+
+    async fn deliver_to_global(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+        campaign: Option<&str>,
+    ) -> Result<u64> {
+        let json = serde_json::to_string(&*notification).map_err(json_err)?;
+        self.scripts
+            .deliver_global
+            .key(keys::GLOBAL_FEED)
+            .key(keys::GLOBAL_META)
+            .key(keys::GLOBAL_CAMPAIGNS)
+            .arg(&notification.id)
+            .arg(flags.bits())
+            .arg(self.options.global_max)
+            .arg(&json)
+            .arg(keys::EVENTS_CHANNEL)
+            .arg(campaign.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(backend)
     }
 
     fn parse_jobs(&self, lane: usize, entries: Vec<StreamId>) -> Result<(Vec<Job>, Vec<String>)> {
@@ -681,12 +717,15 @@ impl Store for RedisStore {
             if parts.len() < 4 {
                 continue; // already delivered
             }
-            let unread = Self::unread_from(
-                &global,
-                as_u64(&parts[1]),
-                as_u64(&parts[2]),
-                as_u64(&parts[3]),
-            );
+            let unread = self
+                .unread_from(
+                    &d.user,
+                    &global,
+                    as_u64(&parts[1]),
+                    as_u64(&parts[2]),
+                    as_u64(&parts[3]),
+                )
+                .await?;
             delivered.push(Delivered {
                 user: d.user.clone(),
                 seq: as_u64(&parts[0]),
@@ -702,24 +741,47 @@ impl Store for RedisStore {
         notification: Arc<Notification>,
         flags: EntryFlags,
     ) -> Result<u64> {
-        let json = serde_json::to_string(&*notification).map_err(json_err)?;
-        self.scripts
-            .deliver_global
-            .key(keys::GLOBAL_FEED)
-            .key(keys::GLOBAL_META)
-            .arg(&notification.id)
-            .arg(flags.bits())
-            .arg(self.options.global_max)
-            .arg(&json)
-            .arg(keys::EVENTS_CHANNEL)
-            .invoke_async(&mut self.conn())
+        self.deliver_to_global(notification, flags, None).await
+    }
+
+    async fn deliver_shared(
+        &self,
+        notification: Arc<Notification>,
+        flags: EntryFlags,
+        campaign: &str,
+    ) -> Result<u64> {
+        self.deliver_to_global(notification, flags, Some(campaign))
             .await
-            .map_err(backend)
+    }
+
+    async fn global_entry(&self, notification: &str) -> Result<Option<u64>> {
+        let score: Option<f64> = self
+            .conn()
+            .zscore(keys::GLOBAL_FEED, notification)
+            .await
+            .map_err(backend)?;
+        Ok(score.map(|s| s as u64 / 8))
+    }
+
+    async fn exclude_recipients(&self, campaign: &str, exclusions: &[Exclusion]) -> Result<()> {
+        self.exclude(campaign, exclusions).await
+    }
+
+    async fn campaign_shows(&self, campaign: &str, user: &str, channel: Channel) -> Result<bool> {
+        let campaign: Arc<str> = Arc::from(campaign);
+        let memberships = self
+            .memberships(user, std::slice::from_ref(&campaign))
+            .await?;
+        Ok(memberships
+            .0
+            .get(&campaign)
+            .is_some_and(|m| m.shows(channel)))
     }
 
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {
         let global = self.global().await?;
         let meta = self.user_meta(user).await?;
+        let memberships = self.memberships(user, &global.campaigns_after(0)).await?;
         let want = limit + 1;
         let mut own_ids = Vec::new();
         let mut own_meta = Vec::new();
@@ -765,7 +827,12 @@ impl Store for RedisStore {
             .entries
             .iter()
             .rev()
-            .filter(|(g, inbox)| *g < top && *inbox && !meta.global_is_archived(*g))
+            .filter(|(g, inbox)| {
+                *g < top
+                    && *inbox
+                    && !meta.global_is_archived(*g)
+                    && global.shows(*g, &memberships, Channel::Inbox)
+            })
             .map(|(g, _)| *g)
             .take(want)
             .collect();
@@ -801,7 +868,7 @@ impl Store for RedisStore {
                 })
                 .collect()
         };
-        let unread = meta.unread + global.unread_for(&meta);
+        let unread = meta.unread + global.unread_for(&meta, &memberships);
         Ok(merge_page(
             to_candidates(own_meta, own_n),
             to_candidates(global_meta, global_n),
@@ -814,7 +881,10 @@ impl Store for RedisStore {
     async fn unread(&self, user: &str) -> Result<u64> {
         let global = self.global().await?;
         let meta = self.user_meta(user).await?;
-        Ok(meta.unread + global.unread_for(&meta))
+        let memberships = self
+            .memberships(user, &global.campaigns_after(meta.global_marker))
+            .await?;
+        Ok(meta.unread + global.unread_for(&meta, &memberships))
     }
 
     async fn mark_read(&self, user: &str, id: &str) -> Result<ChangeOutcome> {
@@ -839,12 +909,15 @@ impl Store for RedisStore {
             .map_err(backend)?;
         Ok(Change {
             seq: as_u64(&reply[1]),
-            unread: Self::unread_from(
-                &global,
-                as_u64(&reply[2]),
-                as_u64(&reply[3]),
-                as_u64(&reply[4]),
-            ),
+            unread: self
+                .unread_from(
+                    user,
+                    &global,
+                    as_u64(&reply[2]),
+                    as_u64(&reply[3]),
+                    as_u64(&reply[4]),
+                )
+                .await?,
         })
     }
 
@@ -889,10 +962,17 @@ impl Store for RedisStore {
             .map(|(id, s)| (id, s as u64))
             .filter(|(_, s)| s & 2 != 0)
             .collect();
+        let memberships = self
+            .memberships(user, &global.campaigns_after(after.global))
+            .await?;
         let everyone: Vec<(String, u64)> = everyone
             .into_iter()
             .map(|(id, s)| (id, s as u64))
-            .filter(|(_, s)| s & 2 != 0 && !meta.global_is_archived(s / 8))
+            .filter(|(_, s)| {
+                s & 2 != 0
+                    && !meta.global_is_archived(s / 8)
+                    && global.shows(s / 8, &memberships, Channel::Realtime)
+            })
             .collect();
         if own.len() + changes.len() + everyone.len() > max {
             return Ok(Replay::Gap { head });
@@ -1106,8 +1186,8 @@ impl Store for RedisStore {
         self.recipients_from(campaign, from, limit).await
     }
 
-    async fn drop_recipients(&self, campaign: &str) -> Result<()> {
-        self.drop_recipient_list(campaign).await
+    async fn drop_recipients(&self, campaign: &str, keep_members: bool) -> Result<()> {
+        self.drop_recipient_list(campaign, keep_members).await
     }
 
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
@@ -1243,11 +1323,22 @@ impl RedisStore {
             .zscore(keys::GLOBAL_FEED, id)
             .await
             .map_err(backend)?;
-        let gseq = score
+        let mut gseq = score
             .map(|s| s as u64)
             .filter(|s| s & 1 != 0 && s / 8 > global.floor)
-            .map(|s| (s / 8).to_string())
-            .unwrap_or_default();
+            .map(|s| s / 8);
+        // A campaign's shared entry is there only for the users who see it.
+        if let Some(g) = gseq
+            && let Some(campaign) = global.restricted.get(&g)
+        {
+            let memberships = self
+                .memberships(user, std::slice::from_ref(campaign))
+                .await?;
+            if !global.shows(g, &memberships, Channel::Inbox) {
+                gseq = None;
+            }
+        }
+        let gseq = gseq.map(|g| g.to_string()).unwrap_or_default();
         let reply: Vec<Value> = self
             .scripts
             .mark
@@ -1265,21 +1356,25 @@ impl RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(backend)?;
-        let unread = || {
-            Self::unread_from(
+        let outcome = reply.first().map(as_str);
+        if !matches!(outcome.as_deref(), Some("changed" | "unchanged")) {
+            return Ok(ChangeOutcome::NotFound);
+        }
+        let unread = self
+            .unread_from(
+                user,
                 &global,
                 as_u64(&reply[2]),
                 as_u64(&reply[3]),
                 as_u64(&reply[4]),
             )
-        };
-        Ok(match reply.first().map(as_str).as_deref() {
+            .await?;
+        Ok(match outcome.as_deref() {
             Some("changed") => ChangeOutcome::Changed(Change {
                 seq: as_u64(&reply[1]),
-                unread: unread(),
+                unread,
             }),
-            Some("unchanged") => ChangeOutcome::Unchanged { unread: unread() },
-            _ => ChangeOutcome::NotFound,
+            _ => ChangeOutcome::Unchanged { unread },
         })
     }
 }

@@ -183,27 +183,58 @@ return change(m, c, gs, ARGV[4], '{"k":"read_all"}', tonumber(ARGV[2]), tonumber
     )
 }
 
-/// KEYS: global feed, global meta. ARGV: id, flags, global max, notification JSON, channel.
+/// KEYS: global feed, global meta, global campaigns. ARGV: id, flags, global max, notification
+/// JSON, channel, the campaign whose list alone sees it (or empty: everyone).
 pub const DELIVER_GLOBAL: &str = r#"
-local f, gm = KEYS[1], KEYS[2]
+local f, gm, gc = KEYS[1], KEYS[2], KEYS[3]
 local sc = redis.call('ZSCORE', f, ARGV[1])
 if sc then return math.floor(tonumber(sc) / 8) end
 local head = redis.call('HINCRBY', gm, 'h', 1)
 local flags = tonumber(ARGV[2])
 redis.call('ZADD', f, head * 8 + flags, ARGV[1])
+local audience = ''
+if ARGV[6] ~= '' then
+  redis.call('HSET', gc, head, ARGV[6])
+  audience = ',"a":' .. cjson.encode(ARGV[6])
+end
 local n = redis.call('ZCARD', f)
 local max = tonumber(ARGV[3])
 local floor = tonumber(redis.call('HGET', gm, 'fl') or '0')
 if n > max then
   local old = redis.call('ZRANGE', f, 0, n - max - 1, 'WITHSCORES')
-  for k = 2, #old, 2 do floor = math.max(floor, math.floor(tonumber(old[k]) / 8)) end
+  for k = 2, #old, 2 do
+    local g = math.floor(tonumber(old[k]) / 8)
+    floor = math.max(floor, g)
+    redis.call('HDEL', gc, g)
+  end
   redis.call('ZREMRANGEBYRANK', f, 0, n - max - 1)
   redis.call('HSET', gm, 'fl', floor)
 end
 local body = '"k":"quiet"'
 if math.floor(flags / 2) % 2 == 1 then body = '"k":"notification","read":false,"n":' .. ARGV[4] end
-redis.call('PUBLISH', ARGV[5], '{"f":"g","s":' .. head .. ',"fl":' .. floor .. ',"fg":' .. flags .. ',' .. body .. '}')
+redis.call('PUBLISH', ARGV[5], '{"f":"g","s":' .. head .. ',"fl":' .. floor .. ',"fg":' .. flags .. audience .. ',' .. body .. '}')
 return head
+"#;
+
+/// KEYS: a campaign's member set and exclusions. ARGV: bits, then users. Listed users get the
+/// bits added to their exclusions; others are skipped.
+pub const EXCLUDE_RECIPIENTS: &str = r#"
+local bits = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local user = ARGV[i]
+  if redis.call('SISMEMBER', KEYS[1], user) == 1 then
+    local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+    redis.call('HSET', KEYS[2], user, bit.bor(old, bits))
+  end
+end
+return 0
+"#;
+
+/// KEYS: a campaign's member set and exclusions. ARGV: a user. Returns -1 when the user is not
+/// listed, else their exclusion bits.
+pub const MEMBERSHIP: &str = r#"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return -1 end
+return tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 "#;
 
 /// KEYS: the user's devices. ARGV: registered at (ms), device id, most devices per user.

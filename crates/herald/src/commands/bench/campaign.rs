@@ -287,6 +287,7 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
         cpu2.since(&cpu1, wait_s)
     ));
     let path = format!("/v1/campaigns/{id}");
+    let last_inbox = format!("/v1/users/{USER_PREFIX}{}/notifications?limit=1", n - 1);
     let mut watch = Watch::default();
     let mut last_progress = Instant::now();
     let mut last_change = (Instant::now(), (0u64, 0u64, 0u64));
@@ -315,6 +316,15 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
         if watch.all_delivered.is_none() && done >= n && finished {
             watch.all_delivered = Some(t);
         }
+        if !push && watch.last_inbox.is_none() {
+            let inbox = api.call(&mut conn, "GET", &last_inbox, None, 200).await?;
+            if inbox["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+            {
+                watch.last_inbox = Some(since(send_at, Instant::now()));
+            }
+        }
         let progress = (done, count("sent") + count("delivered"), fake_count);
         if progress != last_change.1 {
             last_change = (Instant::now(), progress);
@@ -340,7 +350,7 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
         if state == "cancelled" || state == "paused" {
             return Err(format!("the campaign is {state}: {view}"));
         }
-        if state == "completed" && finished {
+        if state == "completed" && finished && (push || watch.last_inbox.is_some()) {
             break view;
         }
         if last_change.0.elapsed() > STALL {
@@ -494,6 +504,12 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
             shown(finished_at),
             met(written.map(|t| t <= INBOX_TARGET_S))
         ));
+        out.line(format!(
+            "  inbox: the last listed user's inbox showed it {} after send_at (GET /v1/users/{USER_PREFIX}{}/notifications)",
+            shown(watch.last_inbox),
+            n - 1
+        ));
+        value["inbox_last_user_seen_s"] = json!(watch.last_inbox);
         value["inbox_written_s"] = json!(written);
         value["inbox_entries_per_second"] = json!(written.map(|t| (n as f64 / t).round()));
         value["inbox_target_met"] = json!(written.map(|t| t <= INBOX_TARGET_S));
@@ -781,6 +797,8 @@ struct Watch {
     all_done: Option<f64>,
     /// Inbox: `delivered` = N; push: every send queued and none pending.
     all_delivered: Option<f64>,
+    /// Inbox: the last listed user's inbox lists the campaign (read through the API).
+    last_inbox: Option<f64>,
 }
 
 /// The server's memory, sampled in the background.
