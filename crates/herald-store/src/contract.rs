@@ -422,10 +422,11 @@ pub async fn deliver_is_idempotent<H: Harness, F: Future<Output = H>>(make: impl
     assert_eq!(
         first
             .iter()
-            .map(|d| (d.user.as_str(), d.unread))
+            .map(|d| (d.user.as_str(), d.seq))
             .collect::<Vec<_>>(),
         [("a", 1), ("b", 1)]
     );
+    assert_eq!(store.unread("b").await.unwrap(), 1);
     let again = store.deliver(&[d("a"), d("b"), d("a")]).await.unwrap();
     assert!(
         again.is_empty(),

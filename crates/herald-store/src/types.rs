@@ -91,7 +91,6 @@ pub struct Delivery {
 pub struct Delivered {
     pub user: String,
     pub seq: u64,
-    pub unread: u64,
     pub flags: EntryFlags,
 }
 

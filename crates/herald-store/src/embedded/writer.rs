@@ -448,6 +448,22 @@ impl Writer {
         Ok(meta.unread + global.unread_for(meta, &memberships))
     }
 
+    /// The unread count when no campaign's shared entry above the user's marker makes it
+    /// depend on lists; else `None` (a fan-out does not look up every user's lists: a live
+    /// connection asks the store for the count).
+    fn unread_without_lists(&self, b: &Batch<'_>, meta: &UserMeta) -> Option<u64> {
+        let global = b.global.as_ref().unwrap_or(&self.global);
+        if global
+            .restricted
+            .range(meta.global_marker + 1..)
+            .next()
+            .is_some()
+        {
+            return None;
+        }
+        Some(meta.unread + global.unread_for(meta, &Memberships::default()))
+    }
+
     /// The user's memberships in these campaigns, as this batch sees them.
     fn memberships(
         &self,
@@ -484,14 +500,18 @@ impl Writer {
                 meta.unread += 1;
             }
             self.trim_inbox(b, &d.user, &mut meta)?;
-            let unread = self.unread_total(b, &d.user, &meta)?;
+            let unread = d
+                .flags
+                .live
+                .then(|| self.unread_without_lists(b, &meta))
+                .flatten();
             *b.meta(&d.user)? = meta;
             if d.flags.live {
                 b.events.push(FeedEvent {
                     user: Some(Arc::from(d.user.as_str())),
                     feed: Feed::User,
                     seq,
-                    unread: Some(unread),
+                    unread,
                     body: EventBody::Notification {
                         notification: d.notification.clone(),
                         read: false,
@@ -502,7 +522,6 @@ impl Writer {
             delivered.push(Delivered {
                 user: d.user,
                 seq,
-                unread,
                 flags: d.flags,
             });
         }

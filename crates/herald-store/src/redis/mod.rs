@@ -717,19 +717,9 @@ impl Store for RedisStore {
             if parts.len() < 4 {
                 continue; // already delivered
             }
-            let unread = self
-                .unread_from(
-                    &d.user,
-                    &global,
-                    as_u64(&parts[1]),
-                    as_u64(&parts[2]),
-                    as_u64(&parts[3]),
-                )
-                .await?;
             delivered.push(Delivered {
                 user: d.user.clone(),
                 seq: as_u64(&parts[0]),
-                unread,
                 flags: d.flags,
             });
         }
