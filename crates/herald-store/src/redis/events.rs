@@ -295,7 +295,9 @@ async fn listen_sharded(seeds: &[String], sink: &mut Sink) {
                 };
                 tracing::warn!(reason = %why, "sharded live event subscriptions lost; subscribing again");
             }
-            Err(e) => tracing::warn!(error = %e, "cannot subscribe to sharded live events; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to sharded live events; retrying")
+            }
         }
         if sink.tx.is_closed() {
             return;

@@ -331,7 +331,12 @@ impl Subscriptions {
         }
         let i = self.next_check % self.conns.len();
         self.next_check += 1;
-        let asked = self.map.keys().nth(i).map(|a| a.0.clone()).unwrap_or_default();
+        let asked = self
+            .map
+            .keys()
+            .nth(i)
+            .map(|a| a.0.clone())
+            .unwrap_or_default();
         let map = cluster_slots(&mut self.conns[i], &asked)
             .await
             .map_err(|e| format!("cannot read the slot map: {e}"))?;
@@ -353,7 +358,11 @@ mod tests {
         assert_eq!(key_slot("hello"), 866);
         assert_eq!(key_slot("{hello}:x"), 866);
         assert_eq!(key_slot("a{hello}b{foo}"), 866);
-        assert_eq!(key_slot("{}hello"), tag_slot("{}hello"), "an empty tag is no tag");
+        assert_eq!(
+            key_slot("{}hello"),
+            tag_slot("{}hello"),
+            "an empty tag is no tag"
+        );
         assert_eq!(key_slot("x{hello"), tag_slot("x{hello"));
     }
 
