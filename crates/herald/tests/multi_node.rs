@@ -1,5 +1,5 @@
-//! Several Herald nodes on one Redis: delivery and resume across nodes, and a node killed with
-//! `kill -9` mid-work whose jobs another node finishes.
+//! Several Herald nodes on one Redis (and on a Redis Cluster): delivery and resume across nodes,
+//! and a node killed with `kill -9` mid-work whose jobs another node finishes.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::sse::SseClient;
 use common::*;
-use herald_testkit::{RedisSentinel, RedisServer, ServerOptions};
+use herald_testkit::{RedisCluster, RedisSentinel, RedisServer, ServerOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,9 +37,12 @@ async fn publish_once_redis_is_back(
 }
 
 async fn node(redis: &RedisServer, name: &str) -> Server {
-    let url = redis.url();
+    node_at(&redis.url(), name).await
+}
+
+async fn node_at(url: &str, name: &str) -> Server {
     Server::start_with(&[
-        ("HERALD_REDIS_URL", &url),
+        ("HERALD_REDIS_URL", url),
         ("HERALD_NODE_ID", name),
         ("HERALD_REDIS_CLAIM_IDLE_MS", "1000"),
     ])
@@ -49,8 +52,25 @@ async fn node(redis: &RedisServer, name: &str) -> Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_on_one_node_hears_what_another_node_published() {
     let redis = redis();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
+    hears_across_nodes(&redis.url()).await;
+}
+
+/// On a Cluster the events cross nodes on sharded pub/sub (see herald-store's redis_contract
+/// for how that is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_one_node_hears_what_another_node_published_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let hosts: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").to_owned())
+        .collect();
+    hears_across_nodes(&format!("redis+cluster://{}", hosts.join(","))).await;
+}
+
+async fn hears_across_nodes(url: &str) {
+    let a = node_at(url, "a").await;
+    let b = node_at(url, "b").await;
     let alice = a.token("alice");
     let mut on_b = SseClient::connect(&b.url("/v1/me/stream"), Some(&alice), None).await;
     assert_eq!(on_b.next_event(WAIT).await.event, "ready");

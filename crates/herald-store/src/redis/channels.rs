@@ -9,12 +9,13 @@
 //!   upload grace time.
 //!
 //! Every publish is also PUBLISHed on `herald:channels` (inline payloads included), so each
-//! node's hub hears messages published on any node.
+//! node's hub hears messages published on any node. On a Cluster it is SPUBLISHed instead, on
+//! the channel-notice shard channel of the channel's slot (see `sharded`).
 
 use ::redis::Script;
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{RedisStore, backend};
+use super::{RedisStore, backend, sharded};
 use crate::{ChannelMessage, ChannelRead, NewChannelMessage, Result, StoreError};
 
 pub const CHANNELS_PUBSUB: &str = "herald:channels";
@@ -65,12 +66,26 @@ return first
 
 pub struct ChannelScripts {
     publish: Script,
+    /// On a Cluster: the script SPUBLISHes on the shard channel of its slot.
+    sharded: bool,
 }
 
 impl ChannelScripts {
-    pub fn new() -> Self {
-        Self {
-            publish: Script::new(PUBLISH),
+    pub fn new(sharded: bool) -> Self {
+        let publish = if sharded {
+            Script::new(&sharded::with_spublish(PUBLISH))
+        } else {
+            Script::new(PUBLISH)
+        };
+        Self { publish, sharded }
+    }
+
+    /// The pub/sub channel a publish to `channel` announces its messages on.
+    fn notices_channel(&self, channel: &str) -> String {
+        if self.sharded {
+            sharded::channels_channel(sharded::key_slot(&seq_key(channel)))
+        } else {
+            CHANNELS_PUBSUB.to_owned()
         }
     }
 }
@@ -172,7 +187,7 @@ impl RedisStore {
             .arg(options.idle_ms.max(options.history_ms))
             .arg(now_ms)
             .arg(prefix.as_ref())
-            .arg(CHANNELS_PUBSUB);
+            .arg(self.channel_scripts.notices_channel(channel));
         let n = messages.len() as u64;
         for m in messages {
             let encoded = ChannelMessage {

@@ -261,10 +261,10 @@ impl Deployment {
         }
     }
 
-    /// A client for the live-event subscription, asked for again at every reconnect (`attempt`
-    /// counts them; after a failover it reaches the new primary). Classic PUBLISH reaches every
-    /// node of a Cluster, so subscribing on any one node hears all events: each attempt tries
-    /// the next seed, so a dead seed is not asked forever.
+    /// A client for the classic live-event subscription, asked for again at every reconnect
+    /// (`attempt` counts them; after a failover it reaches the new primary). A Cluster does not
+    /// use it: its events travel on sharded pub/sub, subscribed per master (see `sharded`); for
+    /// one it gives the next seed at each attempt.
     pub async fn pubsub_client(&self, attempt: usize) -> RedisResult<::redis::Client> {
         match self {
             Deployment::Single(url) => ::redis::Client::open(url.as_str()),

@@ -1,6 +1,7 @@
 //! Live events from Redis pub/sub. Every node hears every event; the hub keeps those of users
 //! connected to it. A feed script publishes inside the transaction that made the change, so a
-//! user's events arrive in sequence order.
+//! user's events arrive in sequence order. On a Cluster the events travel on sharded pub/sub
+//! (see `sharded`), elsewhere on classic pub/sub; the messages are the same.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +11,13 @@ use futures_util::StreamExt;
 use herald_core::event::Feed;
 use herald_core::{EventBody, FeedEvent, Notification};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::channels::{CHANNELS_PUBSUB, notice_of};
 use super::connection::Deployment;
 use super::global::GlobalCache;
 use super::keys;
+use super::sharded::{self, CHANNELS_PREFIX, Subscriptions};
 use crate::feed_state::{GlobalState, Memberships};
 use crate::{ChannelNotice, Live, Result, StoreError};
 
@@ -143,16 +145,98 @@ fn batch_events(payload: &[u8], global: &GlobalCache) -> Option<Vec<FeedEvent>> 
     )
 }
 
-/// Listens until the receiver is gone, reconnecting after errors.
+/// Where the messages heard go.
+struct Sink {
+    global: Arc<GlobalCache>,
+    tx: mpsc::Sender<Live>,
+    channel_tx: mpsc::Sender<ChannelNotice>,
+    enabled: Arc<AtomicBool>,
+    /// Whether a subscription was made before: the next one follows a loss.
+    subscribed_before: bool,
+    /// Told once the first subscription is in place.
+    ready: Option<oneshot::Sender<()>>,
+}
+
+impl Sink {
+    /// A subscription is in place. Whatever was published while unsubscribed is lost to this
+    /// node, so after a loss connected clients resync. False when the store is gone.
+    async fn subscribed(&mut self) -> bool {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
+        if self.subscribed_before
+            && self.enabled.load(Ordering::Acquire)
+            && self.tx.send(Live::Resync).await.is_err()
+        {
+            return false;
+        }
+        self.subscribed_before = true;
+        true
+    }
+
+    /// Handles one message: a channel notice, a batch of feed events or one feed event. False
+    /// when the store is gone.
+    async fn dispatch(&self, notice: bool, payload: &[u8]) -> bool {
+        if notice {
+            // Lossy on purpose: a subscriber fills a hole from history.
+            if let Some(notice) = notice_of(payload) {
+                let _ = self.channel_tx.try_send(notice);
+            }
+            return true;
+        }
+        if payload.starts_with(BATCH_PREFIX) {
+            let Some(events) = batch_events(payload, &self.global) else {
+                tracing::warn!("unreadable live event batch skipped");
+                return true;
+            };
+            if !self.enabled.load(Ordering::Acquire) {
+                return true;
+            }
+            for event in events {
+                if self.tx.send(Live::Event(event)).await.is_err() {
+                    return false;
+                }
+            }
+            return true;
+        }
+        let Ok(wire) = serde_json::from_slice::<Wire>(payload) else {
+            tracing::warn!("unreadable live event skipped");
+            return true;
+        };
+        let Some(event) = convert(wire, &self.global) else {
+            return true;
+        };
+        !(self.enabled.load(Ordering::Acquire) && self.tx.send(Live::Event(event)).await.is_err())
+    }
+}
+
+/// Listens until the receiver is gone, reconnecting after errors; `ready` is told once the
+/// first subscription is in place. A Cluster uses sharded pub/sub (see `sharded`); a single
+/// server or a Sentinel-watched primary classic pub/sub on two channels.
 pub async fn listen(
     deployment: Arc<Deployment>,
     global: Arc<GlobalCache>,
     tx: mpsc::Sender<Live>,
     channel_tx: mpsc::Sender<ChannelNotice>,
     enabled: Arc<AtomicBool>,
+    ready: oneshot::Sender<()>,
 ) {
+    let mut sink = Sink {
+        global,
+        tx,
+        channel_tx,
+        enabled,
+        subscribed_before: false,
+        ready: Some(ready),
+    };
+    match &*deployment {
+        Deployment::Cluster(seeds) => listen_sharded(seeds, &mut sink).await,
+        _ => listen_classic(&deployment, &mut sink).await,
+    }
+}
+
+async fn listen_classic(deployment: &Deployment, sink: &mut Sink) {
     let mut backoff = Duration::from_millis(100);
-    let mut subscribed_before = false;
     let mut attempt = 0;
     loop {
         let client = deployment.pubsub_client(attempt).await;
@@ -166,14 +250,9 @@ pub async fn listen(
                     tracing::warn!(error = %e, "cannot subscribe to live events; retrying");
                 } else {
                     backoff = Duration::from_millis(100);
-                    // Whatever was published while unsubscribed is lost to this node.
-                    if subscribed_before
-                        && enabled.load(Ordering::Acquire)
-                        && tx.send(Live::Resync).await.is_err()
-                    {
+                    if !sink.subscribed().await {
                         return;
                     }
-                    subscribed_before = true;
                     let mut messages = pubsub.into_on_message();
                     loop {
                         let msg = tokio::select! {
@@ -182,41 +261,10 @@ pub async fn listen(
                                 None => break,
                             },
                             // The store is gone.
-                            _ = tx.closed() => return,
+                            _ = sink.tx.closed() => return,
                         };
-                        if msg.get_channel_name() == CHANNELS_PUBSUB {
-                            // Lossy on purpose: a subscriber fills a hole from history.
-                            if let Some(notice) = notice_of(msg.get_payload_bytes()) {
-                                let _ = channel_tx.try_send(notice);
-                            }
-                            continue;
-                        }
-                        let payload = msg.get_payload_bytes();
-                        if payload.starts_with(BATCH_PREFIX) {
-                            let Some(events) = batch_events(payload, &global) else {
-                                tracing::warn!("unreadable live event batch skipped");
-                                continue;
-                            };
-                            if !enabled.load(Ordering::Acquire) {
-                                continue;
-                            }
-                            for event in events {
-                                if tx.send(Live::Event(event)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            continue;
-                        }
-                        let Ok(wire) = serde_json::from_slice::<Wire>(payload) else {
-                            tracing::warn!("unreadable live event skipped");
-                            continue;
-                        };
-                        let Some(event) = convert(wire, &global) else {
-                            continue;
-                        };
-                        if enabled.load(Ordering::Acquire)
-                            && tx.send(Live::Event(event)).await.is_err()
-                        {
+                        let notice = msg.get_channel_name() == CHANNELS_PUBSUB;
+                        if !sink.dispatch(notice, msg.get_payload_bytes()).await {
                             return;
                         }
                     }
@@ -225,7 +273,52 @@ pub async fn listen(
             }
             Err(e) => tracing::warn!(error = %e, "cannot reach redis for live events; retrying"),
         }
-        if tx.is_closed() {
+        if sink.tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_sharded(seeds: &[String], sink: &mut Sink) {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        let opened = tokio::select! {
+            opened = Subscriptions::open(seeds, attempt) => opened,
+            _ = sink.tx.closed() => return,
+        };
+        attempt += 1;
+        match opened {
+            Ok(mut subscriptions) => {
+                backoff = Duration::from_millis(100);
+                if !sink.subscribed().await {
+                    return;
+                }
+                let why = loop {
+                    let event = tokio::select! {
+                        event = subscriptions.next() => event,
+                        // The store is gone.
+                        _ = sink.tx.closed() => return,
+                    };
+                    match event {
+                        sharded::Event::Message(msg) => {
+                            let notice = msg.get_channel_name().starts_with(CHANNELS_PREFIX);
+                            if !sink.dispatch(notice, msg.get_payload_bytes()).await {
+                                return;
+                            }
+                        }
+                        sharded::Event::Lost(why) => break why,
+                    }
+                };
+                tracing::warn!(reason = %why, "sharded live event subscriptions lost; subscribing again");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to sharded live events; retrying")
+            }
+        }
+        if sink.tx.is_closed() {
             return;
         }
         tokio::time::sleep(backoff).await;

@@ -11,6 +11,8 @@
 //! changes a campaign atomically; the indexes across campaigns and device owners are keys of
 //! their own, on other slots (see `campaigns` and `owners` for the order of those writes).
 
+/// The classic pub/sub channel of live events (a single server, Sentinel); a Cluster has one
+/// shard channel per slot instead (see `sharded`).
 pub const EVENTS_CHANNEL: &str = "herald:events";
 pub const GROUP: &str = "herald";
 

@@ -1,6 +1,7 @@
 //! The Redis engine: many Herald nodes share one Redis. Feed writes are Lua scripts on one hash
 //! slot each (see `scripts`), work queues are Redis Streams with a consumer group (one stream per
-//! priority lane), and live events travel over pub/sub to every node. The push outbox is one
+//! priority lane), and live events travel over pub/sub to every node (on a Cluster sharded pub/sub,
+//! one channel per slot; see `sharded`). The push outbox is one
 //! script per batch on the `{q}` slot (see `outbox`); devices are in `devices`. Delivery policy
 //! keeps categories and preferences in `policy`, frequency caps in `caps`, collapse keys in
 //! `collapse` and decision counts and logs in `decisions`. Campaigns are in `campaigns`, their
@@ -22,6 +23,7 @@ mod owners;
 mod policy;
 mod recipients;
 mod scripts;
+mod sharded;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -77,6 +79,8 @@ struct Scripts {
 
 pub struct RedisStore {
     conn: Conn,
+    /// On a Cluster: scripts SPUBLISH on the channel of their slot instead of PUBLISHing.
+    sharded: bool,
     /// Blocking stream reads get a connection of their own so they never hold up other commands.
     blocking: tokio::sync::Mutex<Conn>,
     options: StoreOptions,
@@ -122,6 +126,8 @@ const LIVE_QUEUE: usize = 64 * 1024;
 const CONCURRENCY: usize = 256;
 /// Most entries one purge pass removes.
 const MAX_PURGE_PER_PASS: isize = 10_000;
+/// How long opening waits for the live event subscription.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port[/db]`), prepares the queues and starts listening
@@ -155,13 +161,22 @@ impl RedisStore {
                 return Err(backend(e));
             }
         }
+        let sharded = matches!(deployment, Deployment::Cluster(_));
+        let publishing = |source: &str| {
+            if sharded {
+                sharded::with_spublish(source)
+            } else {
+                source.to_owned()
+            }
+        };
+        let deliver_many_source = publishing(&scripts::deliver_many());
         let scripts = Scripts {
             accept: Script::new(scripts::ACCEPT),
-            deliver_many: Script::new(&scripts::deliver_many()),
-            deliver_many_source: scripts::deliver_many(),
-            mark: Script::new(&scripts::mark()),
-            mark_all: Script::new(&scripts::mark_all()),
-            deliver_global: Script::new(scripts::DELIVER_GLOBAL),
+            deliver_many: Script::new(&deliver_many_source),
+            deliver_many_source,
+            mark: Script::new(&publishing(&scripts::mark())),
+            mark_all: Script::new(&publishing(&scripts::mark_all())),
+            deliver_global: Script::new(&publishing(scripts::DELIVER_GLOBAL)),
             membership: Script::new(scripts::MEMBERSHIP),
         };
         let global = Arc::new(GlobalCache::default());
@@ -169,15 +184,24 @@ impl RedisStore {
         let (tx, rx) = mpsc::channel(LIVE_QUEUE);
         let (channel_tx, channel_rx) = mpsc::channel(LIVE_QUEUE);
         let live_enabled = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
         tokio::spawn(events::listen(
             Arc::new(deployment),
             global.clone(),
             tx,
             channel_tx,
             live_enabled.clone(),
+            ready_tx,
         ));
+        // Events published once open returns are heard: on a Cluster subscribing takes a
+        // moment (tens of thousands of shard channels). Bounded: live events are best effort and
+        // the listener keeps trying on its own.
+        if tokio::time::timeout(SUBSCRIBE_WAIT, ready).await.is_err() {
+            tracing::warn!("live event subscription not in place yet; continuing without it");
+        }
         Ok(Self {
             conn,
+            sharded,
             blocking: tokio::sync::Mutex::new(blocking),
             options,
             redis: redis_options,
@@ -187,7 +211,7 @@ impl RedisStore {
             outbox_scripts: OutboxScripts::new(),
             policy_scripts: PolicyScripts::new(),
             campaign_scripts: CampaignScripts::new(),
-            channel_scripts: ChannelScripts::new(),
+            channel_scripts: ChannelScripts::new(sharded),
             channel_rx: Mutex::new(Some(channel_rx)),
             live_rx: Mutex::new(Some(rx)),
             live_enabled,
@@ -198,6 +222,15 @@ impl RedisStore {
 
     fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// The channel a script whose keys include `key` publishes feed events on.
+    fn events_channel(&self, key: &str) -> String {
+        if self.sharded {
+            sharded::events_channel(sharded::key_slot(key))
+        } else {
+            keys::EVENTS_CHANNEL.to_owned()
+        }
     }
 
     /// The first `limit` JSON values of a list kept newest first (dead letters, decision logs).
@@ -303,7 +336,7 @@ impl RedisStore {
             .arg(flags.bits())
             .arg(self.options.global_max)
             .arg(&json)
-            .arg(keys::EVENTS_CHANNEL)
+            .arg(self.events_channel(keys::GLOBAL_FEED))
             .arg(campaign.unwrap_or(""))
             .invoke_async(&mut self.conn())
             .await
@@ -429,13 +462,9 @@ impl RedisStore {
 /// Most users one delivery script serves: a few milliseconds of Redis time.
 const DELIVER_BATCH: usize = 128;
 
-/// The Cluster hash slot of a user's keys (`{u:USER}`): CRC16/XMODEM of the tag, mod 16384.
+/// The Cluster hash slot of a user's keys (`{u:USER}`).
 fn user_slot(user: &str) -> u16 {
-    key_slot(&format!("u:{user}"))
-}
-
-fn key_slot(tag: &str) -> u16 {
-    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % 16384
+    sharded::key_slot(&keys::user_meta(user))
 }
 
 impl RedisStore {
@@ -666,7 +695,7 @@ impl Store for RedisStore {
                 words.push(self.options.inbox_max.to_string());
                 words.push(floor.to_string());
                 words.push(json_by_id[first.notification.id.as_str()].to_string());
-                words.push(keys::EVENTS_CHANNEL.to_owned());
+                words.push(self.events_channel(&keys::user_meta(&first.user)));
                 words.extend(batch.iter().map(|&i| deliveries[i].user.clone()));
                 (batch.len() * 3, words)
             })
@@ -893,7 +922,7 @@ impl Store for RedisStore {
             .arg(self.options.changes_max)
             .arg(global.floor)
             .arg(user)
-            .arg(keys::EVENTS_CHANNEL)
+            .arg(self.events_channel(&keys::user_meta(user)))
             .invoke_async(&mut self.conn())
             .await
             .map_err(backend)?;
@@ -1341,7 +1370,7 @@ impl RedisStore {
             .arg(self.options.changes_max)
             .arg(global.floor)
             .arg(user)
-            .arg(keys::EVENTS_CHANNEL)
+            .arg(self.events_channel(&keys::user_meta(user)))
             .arg(kind)
             .invoke_async(&mut self.conn())
             .await
@@ -1366,17 +1395,5 @@ impl RedisStore {
             }),
             _ => ChangeOutcome::Unchanged { unread },
         })
-    }
-}
-
-#[cfg(test)]
-mod slot_tests {
-    use super::key_slot;
-
-    #[test]
-    fn slots_match_redis_cluster_keyslot() {
-        // `CLUSTER KEYSLOT foo` and `CLUSTER KEYSLOT hello` on a real cluster.
-        assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(key_slot("hello"), 866);
     }
 }

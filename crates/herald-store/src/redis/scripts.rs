@@ -1,6 +1,7 @@
 //! Lua scripts: every write that must be atomic runs as one script in one hash slot. Scripts that
 //! change a user's feed also PUBLISH its live event, so events leave in commit order per user,
-//! whichever node made the change.
+//! whichever node made the change. On a Cluster they are loaded with SPUBLISH instead, and the
+//! channel given is the shard channel of the script's slot (see `sharded`).
 //!
 //! Feed entries are sorted-set members (the notification id) scored `seq * 8 + flags`, where the
 //! flag bits are 1 = listed in the inbox, 2 = announced live, 4 = read: one key per entry.
