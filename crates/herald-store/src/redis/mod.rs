@@ -461,6 +461,8 @@ impl RedisStore {
 /// listed users would otherwise carry the list in every one of its 10,000 script calls.
 /// Most users one delivery script serves: a few milliseconds of Redis time.
 const DELIVER_BATCH: usize = 128;
+/// Users whose delivery scripts are in flight at once, per `deliver` call.
+const IN_FLIGHT_USERS: usize = 16 * DELIVER_BATCH;
 
 /// The Cluster hash slot of a user's keys (`{u:USER}`).
 fn user_slot(user: &str) -> u16 {
@@ -671,7 +673,8 @@ impl Store for RedisStore {
         let global = self.global().await?;
         let mut json_by_id: HashMap<&str, Arc<str>> = HashMap::new();
         for d in deliveries {
-            if !json_by_id.contains_key(d.notification.id.as_str()) {
+            // Only a live event carries the content; an inbox-only batch publishes nothing.
+            if d.flags.live && !json_by_id.contains_key(d.notification.id.as_str()) {
                 json_by_id.insert(&d.notification.id, live_content(&d.notification)?);
             }
         }
@@ -694,12 +697,19 @@ impl Store for RedisStore {
                 words.push(first.flags.bits().to_string());
                 words.push(self.options.inbox_max.to_string());
                 words.push(floor.to_string());
-                words.push(json_by_id[first.notification.id.as_str()].to_string());
+                words.push(
+                    json_by_id
+                        .get(first.notification.id.as_str())
+                        .map_or_else(String::new, |json| json.to_string()),
+                );
                 words.push(self.events_channel(&keys::user_meta(&first.user)));
                 words.extend(batch.iter().map(|&i| deliveries[i].user.clone()));
                 (batch.len() * 3, words)
             })
             .collect();
+        // About the same number of users in flight whatever the batches hold: on a Cluster a
+        // fan-out's users rarely share a slot, so its batches are mostly of one user each.
+        let in_flight = (IN_FLIGHT_USERS * batches.len() / deliveries.len()).clamp(1, CONCURRENCY);
         let script = &self.scripts.deliver_many;
         let replies: Vec<Vec<Value>> = stream::iter(calls)
             .map(|(keys, words)| {
@@ -730,7 +740,7 @@ impl Store for RedisStore {
                     }
                 }
             })
-            .buffered(CONCURRENCY / 16)
+            .buffered(in_flight)
             .try_collect()
             .await
             .map_err(backend)?;

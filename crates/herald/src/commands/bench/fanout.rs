@@ -1,6 +1,6 @@
-//! `herald bench fanout`: inbox fan-out of one notification to N users on a Redis server,
-//! next to `redis-benchmark -P 64 -t zadd` on the same server in the same run, and the Redis
-//! memory each user and each inbox entry costs.
+//! `herald bench fanout`: inbox fan-out of one notification to N users on a Redis server (or
+//! Cluster), next to `redis-benchmark -P 64 -t zadd` on the same server (`--cluster`: on the
+//! same masters) in the same run, and the Redis memory each user and each inbox entry costs.
 //!
 //! Point it at a scratch Redis: it adds keys (users, a topic, `myzset` from redis-benchmark).
 
@@ -67,10 +67,13 @@ fn used_memory(url: &str) -> Result<u64, String> {
     Ok(total)
 }
 
-/// ZADDs per second from `redis-benchmark -P 64 -t zadd` on the (first) server.
+/// ZADDs per second from `redis-benchmark -P 64 -t zadd` on the (first) server, or with
+/// `--cluster` over every master of a Cluster.
 fn reference_zadd(url: &str, n: u64) -> Result<f64, String> {
     let node = nodes(url)?.remove(0);
     let (host, port) = (&node.0, &node.1);
+    // On a Cluster, `--cluster` spreads the benchmark's keys over every master.
+    let cluster = url.starts_with("redis+cluster");
     let out = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -85,6 +88,7 @@ fn reference_zadd(url: &str, n: u64) -> Result<f64, String> {
             &n.to_string(),
             "-q",
         ])
+        .args(cluster.then_some("--cluster"))
         .output()
         .map_err(|e| format!("redis-benchmark: {e} (apt-get install redis-tools)"))?;
     let text = String::from_utf8_lossy(&out.stdout);
