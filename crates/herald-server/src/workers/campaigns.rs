@@ -8,6 +8,10 @@
 //! compare-and-set. A crash repeats at most the few batches in hand, which changes nothing the
 //! second time; a pause or cancel (or another node taking over) makes the checkpoint fail and
 //! the worker let go.
+//!
+//! A list campaign usually reaches inboxes and live streams through one shared entry
+//! ([`super::shared_entry`]), judged before `send_at` and published at it; the walk is then for
+//! push alone.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -174,8 +178,9 @@ impl CampaignWorker {
         let Some(n) = self.store.notification(&id).await? else {
             return Ok(Judged::None);
         };
+        // Once published, the entry stays the campaign's way to the inbox whatever changes.
         let category = self.policy.categories.get(n.category.as_deref()).await?;
-        if !shared_entry::eligible(c, &n, category.as_deref(), &self.policy) {
+        if !c.shared && !shared_entry::eligible(c, &n, category.as_deref(), &self.policy) {
             return Ok(Judged::None);
         }
         let judged = shared_entry::judge_next(&*self.store, &self.policy, c, &n, c.shared).await?;
@@ -287,7 +292,7 @@ impl CampaignWorker {
     /// still delivers (push only).
     async fn share(&self, c: &mut Campaign, n: &Arc<Notification>) -> Result<Share, StoreError> {
         let category = self.policy.categories.get(n.category.as_deref()).await?;
-        if !shared_entry::eligible(c, n, category.as_deref(), &self.policy) {
+        if !c.shared && !shared_entry::eligible(c, n, category.as_deref(), &self.policy) {
             return Ok(Share::No);
         }
         loop {

@@ -103,14 +103,13 @@ async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result
         };
         before = Some(last.id.clone());
         for campaign in page {
-            let members_due = campaign.shared
+            let in_feed = campaign.shared
                 && !campaign.members_dropped
                 && match &campaign.notification {
-                    Some(id) => store.global_entry(id).await?.is_none(),
-                    None => true,
+                    Some(id) => store.global_entry(id).await?.is_some(),
+                    None => false,
                 };
-            if due_for_drop(&campaign, keep, now) || (campaign.recipients_dropped && members_due) {
-                let keep_members = campaign.shared && !members_due;
+            if let Some(keep_members) = list_to_drop(&campaign, keep, now, in_feed) {
                 store.drop_recipients(&campaign.id, keep_members).await?;
                 let marked = Campaign {
                     recipients_dropped: true,
@@ -119,10 +118,21 @@ async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result
                 };
                 // Lost to a concurrent change: the next round drops (idempotently) and marks.
                 store.update_campaign(&marked).await?;
-                tracing::info!(campaign = %marked.id, "deleted the ended campaign's recipient list");
+                tracing::info!(campaign = %marked.id, keep_members, "deleted the ended campaign's recipient list");
             }
         }
     }
+}
+
+/// What of a campaign's list to delete now: `None` nothing, else whether to keep its members
+/// (its shared entry is still `in_feed`, shown through them).
+fn list_to_drop(c: &Campaign, keep: Duration, now_ms: i64, in_feed: bool) -> Option<bool> {
+    let keep_members = c.shared && in_feed;
+    if due_for_drop(c, keep, now_ms) {
+        return Some(keep_members);
+    }
+    let members_left = c.recipients_dropped && c.shared && !c.members_dropped;
+    (members_left && !in_feed).then_some(false)
 }
 
 fn due_for_drop(c: &Campaign, keep: Duration, now_ms: i64) -> bool {
@@ -131,4 +141,68 @@ fn due_for_drop(c: &Campaign, keep: Duration, now_ms: i64) -> bool {
         && c.audience == Audience::List
         && !c.recipients_dropped
         && now_ms - ended >= keep.as_millis() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::CampaignState;
+    use herald_core::campaign::CampaignRequest;
+
+    fn ended(shared: bool) -> Campaign {
+        let request: CampaignRequest = serde_json::from_value(serde_json::json!({
+            "name": "c", "message": {"title": "t"}
+        }))
+        .unwrap();
+        Campaign {
+            state: CampaignState::Completed,
+            finished_at: Some(1_000),
+            shared,
+            ..request.into_campaign("c1".into(), 0)
+        }
+    }
+
+    #[test]
+    fn lists_go_after_the_keep_time_and_members_once_the_shared_entry_left() {
+        let keep = Duration::from_secs(10);
+        let plain = ended(false);
+        assert_eq!(
+            list_to_drop(&plain, keep, 5_000, false),
+            None,
+            "kept a while"
+        );
+        assert_eq!(list_to_drop(&plain, keep, 11_000, false), Some(false));
+
+        let shared = ended(true);
+        assert_eq!(
+            list_to_drop(&shared, keep, 11_000, true),
+            Some(true),
+            "the order goes, the members stay while the entry shows through them"
+        );
+        let positions_gone = Campaign {
+            recipients_dropped: true,
+            ..shared.clone()
+        };
+        assert_eq!(list_to_drop(&positions_gone, keep, 12_000, true), None);
+        assert_eq!(
+            list_to_drop(&positions_gone, keep, 12_000, false),
+            Some(false),
+            "the entry left the global feed"
+        );
+        assert_eq!(
+            list_to_drop(&shared, keep, 11_000, false),
+            Some(false),
+            "both at once"
+        );
+        let all_gone = Campaign {
+            members_dropped: true,
+            ..positions_gone
+        };
+        assert_eq!(list_to_drop(&all_gone, keep, 12_000, false), None);
+        let sending = Campaign {
+            state: CampaignState::Sending,
+            ..ended(true)
+        };
+        assert_eq!(list_to_drop(&sending, keep, 99_000, false), None);
+    }
 }
