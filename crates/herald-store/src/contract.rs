@@ -132,7 +132,8 @@ macro_rules! storage_contract_tests {
     };
 }
 
-fn note(title: &str, to: Recipients, priority: Priority) -> Notification {
+/// A notification as a publish would store it, for tests.
+pub fn note(title: &str, to: Recipients, priority: Priority) -> Notification {
     // Ids are ULIDs; a strictly increasing generator keeps ordering deterministic in fast loops.
     let id = ulid::Generator::new().generate().expect("ulid").to_string();
     Notification {
@@ -156,7 +157,8 @@ fn to_users(users: &[&str]) -> Recipients {
     Recipients::Users(users.iter().map(|u| u.to_string()).collect())
 }
 
-async fn accepted(store: &dyn Store, n: Notification) -> Arc<Notification> {
+/// Accepts a new notification, for tests.
+pub async fn accepted(store: &dyn Store, n: Notification) -> Arc<Notification> {
     match store
         .accept(Accept {
             notification: n,

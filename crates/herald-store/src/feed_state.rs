@@ -83,6 +83,13 @@ pub struct Membership {
     pub live: bool,
 }
 
+impl Memberships {
+    /// Whether a campaign's shared entry is shown in `channel` (not listed: never).
+    pub fn shows(&self, campaign: &str, channel: Channel) -> bool {
+        self.0.get(campaign).is_some_and(|m| m.shows(channel))
+    }
+}
+
 impl Membership {
     /// From the exclusion bits the engines store (1: inbox off, 2: live off).
     pub fn from_exclusion_bits(bits: u8) -> Self {
@@ -152,10 +159,7 @@ impl GlobalState {
     pub fn shows(&self, gseq: u64, memberships: &Memberships, channel: Channel) -> bool {
         match self.restricted.get(&gseq) {
             None => true,
-            Some(campaign) => memberships
-                .0
-                .get(campaign)
-                .is_some_and(|m| m.shows(channel)),
+            Some(campaign) => memberships.shows(campaign, channel),
         }
     }
 

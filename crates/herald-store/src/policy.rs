@@ -1,6 +1,7 @@
 //! The values of delivery policy the store keeps: frequency-cap counters, collapse keys and each
 //! user's decision log. Categories and preferences themselves are [`herald_core::policy`] types.
 
+use herald_core::policy::Verdict;
 use herald_core::{Channel, Reason};
 use serde::{Deserialize, Serialize};
 
@@ -52,4 +53,24 @@ pub struct DecisionRecord {
     pub detail: String,
     /// Unix milliseconds.
     pub at: i64,
+}
+
+impl DecisionRecord {
+    /// The record of a verdict worth explaining (not a plain delivery), else `None`.
+    pub fn of(
+        notification: &str,
+        user: &str,
+        channel: Channel,
+        verdict: &Verdict,
+        at: i64,
+    ) -> Option<Self> {
+        Some(Self {
+            notification: notification.to_owned(),
+            user: user.to_owned(),
+            channel,
+            reason: verdict.reason()?,
+            detail: verdict.explain()?,
+            at,
+        })
+    }
 }

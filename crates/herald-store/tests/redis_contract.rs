@@ -210,7 +210,8 @@ mod redis_only {
 mod sharded_on_a_cluster {
     use bytes::Bytes;
     use herald_core::time::now_ms;
-    use herald_core::{Notification, Priority, Recipients};
+    use herald_core::{Priority, Recipients};
+    use herald_store::contract::note;
     use herald_store::{
         Accept, Accepted, ChannelBody, Delivery, EntryFlags, Live, NewChannelMessage,
     };
@@ -249,21 +250,11 @@ mod sharded_on_a_cluster {
         user: &str,
         title: &str,
     ) -> herald_store::Result<()> {
-        let n = Notification {
-            id: ulid::Ulid::new().to_string(),
-            to: Recipients::Users(vec![user.to_owned()]),
-            title: title.to_owned(),
-            body: String::new(),
-            category: None,
-            data: Default::default(),
-            priority: Priority::Normal,
-            ttl_seconds: None,
-            channels: Default::default(),
-            created_at: now_ms(),
-            idempotency_key: None,
-            collapse_key: None,
-            dry_run: false,
-        };
+        let n = note(
+            title,
+            Recipients::Users(vec![user.to_owned()]),
+            Priority::Normal,
+        );
         let Accepted::Created(n) = store
             .accept(Accept {
                 notification: n,
@@ -354,21 +345,7 @@ mod sharded_on_a_cluster {
         deliver_to(&*node_a, "alice", "hi").await;
         let (event, _) = next_event_of(&mut live_b, "alice").await;
         assert_eq!((event.seq, event.unread), (1, Some(1)));
-        let n = Notification {
-            id: ulid::Ulid::new().to_string(),
-            to: Recipients::All,
-            title: "all".into(),
-            body: String::new(),
-            category: None,
-            data: Default::default(),
-            priority: Priority::Normal,
-            ttl_seconds: None,
-            channels: Default::default(),
-            created_at: now_ms(),
-            idempotency_key: None,
-            collapse_key: None,
-            dry_run: false,
-        };
+        let n = note("all", Recipients::All, Priority::Normal);
         node_a
             .deliver_global(Arc::new(n), EntryFlags::BOTH)
             .await

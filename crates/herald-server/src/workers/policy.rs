@@ -111,19 +111,11 @@ pub async fn deliver_to(
     let mut records = Vec::new();
     for (user, p) in users.iter().zip(&plans) {
         for (channel, verdict) in p.verdicts() {
-            let Some(detail) = verdict.explain() else {
+            let Some(record) = DecisionRecord::of(&n.id, user, channel, verdict, now) else {
                 continue;
             };
-            let reason = verdict.reason().expect("an explained verdict has a reason");
-            counts.add(channel, reason, 1);
-            records.push(DecisionRecord {
-                notification: n.id.clone(),
-                user: user.clone(),
-                channel,
-                reason,
-                detail,
-                at: now,
-            });
+            counts.add(channel, record.reason, 1);
+            records.push(record);
         }
     }
     let counts = counts.into_vec(&n.id);

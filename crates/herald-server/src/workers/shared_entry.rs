@@ -75,15 +75,8 @@ pub async fn judge_next(
             (Channel::Inbox, &plan.inbox, inbox_off),
             (Channel::Realtime, &plan.realtime, live_off),
         ] {
-            if let (true, Some(detail), Some(reason)) = (off, verdict.explain(), verdict.reason()) {
-                records.push(DecisionRecord {
-                    notification: n.id.clone(),
-                    user: user.clone(),
-                    channel,
-                    reason,
-                    detail,
-                    at: now,
-                });
+            if off {
+                records.extend(DecisionRecord::of(&n.id, user, channel, verdict, now));
             }
         }
         muted_inbox += u64::from(inbox_off);

@@ -10,7 +10,7 @@ use herald_core::device::device_id;
 use herald_core::{Campaign, CampaignState, Platform};
 
 use super::devices::device;
-use super::{Harness, Limits};
+use super::{Harness, Limits, accepted, note};
 use crate::*;
 
 fn campaign(name: &str) -> Campaign {
@@ -260,7 +260,12 @@ pub async fn dropped_recipient_lists_keep_their_count<H: Harness, F: Future<Outp
 pub async fn shared_campaign_entries_reach_only_listed_users<H: Harness, F: Future<Output = H>>(
     make: impl Fn(Limits) -> F,
 ) {
-    use herald_core::{Channel, Cursor, Notification, Position, Priority, Recipients};
+    use herald_core::{Channel, Cursor, Position, Priority, Recipients};
+
+    async fn listed(store: &dyn Store, user: &str) -> usize {
+        let page = store.inbox_page(user, Cursor::START, 10).await.unwrap();
+        page.items.len()
+    }
 
     let mut h = make(Limits::default()).await;
     let store = h.store();
@@ -289,31 +294,15 @@ pub async fn shared_campaign_entries_reach_only_listed_users<H: Harness, F: Futu
         )
         .await
         .unwrap();
-    let n = Notification {
-        id: ulid::Generator::new().generate().unwrap().to_string(),
-        to: Recipients::Campaign(c.id.clone()),
-        title: "to the list".into(),
-        body: String::new(),
-        category: None,
-        data: Default::default(),
-        priority: Priority::Normal,
-        ttl_seconds: None,
-        channels: Default::default(),
-        created_at: herald_core::time::now_ms(),
-        idempotency_key: None,
-        collapse_key: None,
-        dry_run: false,
-    };
-    let Accepted::Created(n) = store
-        .accept(Accept {
-            notification: n,
-            idempotency: None,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!("new")
-    };
+    let n = accepted(
+        &*store,
+        note(
+            "to the list",
+            Recipients::Campaign(c.id.clone()),
+            Priority::Normal,
+        ),
+    )
+    .await;
     let gseq = store
         .deliver_shared(n.clone(), EntryFlags::BOTH, &c.id)
         .await
@@ -438,43 +427,12 @@ pub async fn shared_campaign_entries_reach_only_listed_users<H: Harness, F: Futu
     drop(store);
     h.restart().await;
     let store = h.store();
-    assert_eq!(
-        store
-            .inbox_page("amy", Cursor::START, 10)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1,
-        "kept across a restart"
-    );
-    assert!(
-        store
-            .inbox_page("cat", Cursor::START, 10)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert_eq!(listed(&*store, "amy").await, 1, "kept across a restart");
+    assert!(listed(&*store, "cat").await == 0);
     // Dropping the positions keeps who is listed; dropping the members ends the entry's reach.
     store.drop_recipients(&c.id, true).await.unwrap();
     assert_eq!(store.unread("cat").await.unwrap(), 0);
-    assert_eq!(
-        store
-            .inbox_page("amy", Cursor::START, 10)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        1
-    );
+    assert_eq!(listed(&*store, "amy").await, 1);
     store.drop_recipients(&c.id, false).await.unwrap();
-    assert!(
-        store
-            .inbox_page("amy", Cursor::START, 10)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(listed(&*store, "amy").await == 0);
 }

@@ -260,10 +260,7 @@ impl Store for EmbeddedStore {
             user,
             std::slice::from_ref(&campaign),
         )?;
-        Ok(memberships
-            .0
-            .get(&campaign)
-            .is_some_and(|m| m.shows(channel)))
+        Ok(memberships.shows(&campaign, channel))
     }
 
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {

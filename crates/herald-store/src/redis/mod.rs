@@ -304,16 +304,12 @@ impl RedisStore {
             .collect()
     }
 
-    /// Total unread from what a feed script reports: own unread + the global entries above the
-    /// user's marker that they see, less those they read.
-    async fn unread_from(
-        &self,
-        user: &str,
-        global: &GlobalState,
-        personal: u64,
-        marker: u64,
-        read_above: u64,
-    ) -> Result<u64> {
+    /// Total unread from what a feed script reports (`reply[2..5]`: own unread, global marker,
+    /// global entries read above it): own unread + the global entries above the marker that
+    /// the user sees, less those they read.
+    async fn unread_from(&self, user: &str, global: &GlobalState, reply: &[Value]) -> Result<u64> {
+        let (personal, marker, read_above) =
+            (as_u64(&reply[2]), as_u64(&reply[3]), as_u64(&reply[4]));
         let memberships = self
             .memberships(user, &global.campaigns_after(marker))
             .await?;
@@ -801,10 +797,7 @@ impl Store for RedisStore {
         let memberships = self
             .memberships(user, std::slice::from_ref(&campaign))
             .await?;
-        Ok(memberships
-            .0
-            .get(&campaign)
-            .is_some_and(|m| m.shows(channel)))
+        Ok(memberships.shows(&campaign, channel))
     }
 
     async fn inbox_page(&self, user: &str, before: Cursor, limit: usize) -> Result<InboxPage> {
@@ -938,15 +931,7 @@ impl Store for RedisStore {
             .map_err(backend)?;
         Ok(Change {
             seq: as_u64(&reply[1]),
-            unread: self
-                .unread_from(
-                    user,
-                    &global,
-                    as_u64(&reply[2]),
-                    as_u64(&reply[3]),
-                    as_u64(&reply[4]),
-                )
-                .await?,
+            unread: self.unread_from(user, &global, &reply).await?,
         })
     }
 
@@ -1389,15 +1374,7 @@ impl RedisStore {
         if !matches!(outcome.as_deref(), Some("changed" | "unchanged")) {
             return Ok(ChangeOutcome::NotFound);
         }
-        let unread = self
-            .unread_from(
-                user,
-                &global,
-                as_u64(&reply[2]),
-                as_u64(&reply[3]),
-                as_u64(&reply[4]),
-            )
-            .await?;
+        let unread = self.unread_from(user, &global, &reply).await?;
         Ok(match outcome.as_deref() {
             Some("changed") => ChangeOutcome::Changed(Change {
                 seq: as_u64(&reply[1]),
