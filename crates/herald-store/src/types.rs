@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{Cursor, Notification, Position, Priority};
+use herald_core::{Channel, Cursor, Notification, Position, Priority};
 
 /// What a store tells the realtime hub.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +65,14 @@ impl EntryFlags {
         inbox: true,
         live: true,
     };
+
+    /// The feed channels a notification is sent on: inbox, realtime.
+    pub fn of(n: &Notification) -> Self {
+        Self {
+            inbox: n.channels.contains(Channel::Inbox),
+            live: n.channels.contains(Channel::Realtime),
+        }
+    }
 
     pub fn bits(self) -> u8 {
         u8::from(self.inbox) | (u8::from(self.live) << 1)

@@ -40,6 +40,19 @@ const JUDGE_AHEAD: Duration = Duration::from_secs(60);
 /// How long before `send_at` the push providers are warmed.
 const STAGE_AHEAD: Duration = Duration::from_secs(5);
 
+/// The notification as the per-user walk still delivers it once the global feed carries its
+/// inbox and live part: push only.
+fn push_only(n: &Notification) -> Arc<Notification> {
+    Arc::new(Notification {
+        channels: n
+            .channels
+            .iter()
+            .filter(|ch| *ch == Channel::Push)
+            .collect::<ChannelSet>(),
+        ..n.clone()
+    })
+}
+
 /// What [`CampaignWorker::judge`] did.
 #[derive(PartialEq)]
 enum Judged {
@@ -159,31 +172,42 @@ impl CampaignWorker {
             // TLS handshakes and OAuth tokens now, not in front of the first sends.
             self.providers.warm();
         }
-        if c.notification.is_none() {
-            c.notification = Some(self.store_notification(&c).await?);
-            // Lost to a concurrent change, the stored notification is found again by its key.
-            if !self.checkpoint(&mut c).await? {
-                return Ok(true);
+        let id = match c.notification.clone() {
+            Some(id) => id,
+            None => {
+                let id = self.store_notification(&c).await?;
+                c.notification = Some(id.clone());
+                // Lost to a concurrent change, the stored notification is found again by its key.
+                if !self.checkpoint(&mut c).await? {
+                    return Ok(true);
+                }
+                id
             }
-        }
-        Ok(self.judge(&mut c).await? == Judged::Some)
-    }
-
-    /// Judges the next batch of a list campaign's audience for its shared entry, if it gets
-    /// one.
-    async fn judge(&self, c: &mut Campaign) -> Result<Judged, StoreError> {
-        let Some(id) = c.notification.clone() else {
-            return Ok(Judged::None);
         };
         let Some(n) = self.store.notification(&id).await? else {
-            return Ok(Judged::None);
+            return Ok(false);
         };
-        // Once published, the entry stays the campaign's way to the inbox whatever changes.
-        let category = self.policy.categories.get(n.category.as_deref()).await?;
-        if !c.shared && !shared_entry::eligible(c, &n, category.as_deref(), &self.policy) {
-            return Ok(Judged::None);
+        Ok(self.shares(&c, &n).await? && self.judge(&mut c, &n).await? == Judged::Some)
+    }
+
+    /// Whether a campaign reaches inboxes through a shared entry: once published, whatever
+    /// changes later; before, if it is eligible.
+    async fn shares(&self, c: &Campaign, n: &Notification) -> Result<bool, StoreError> {
+        if c.shared {
+            return Ok(true);
         }
-        let judged = shared_entry::judge_next(&*self.store, &self.policy, c, &n, c.shared).await?;
+        let category = self.policy.categories.get(n.category.as_deref()).await?;
+        Ok(shared_entry::eligible(
+            c,
+            n,
+            category.as_deref(),
+            &self.policy,
+        ))
+    }
+
+    /// Judges the next batch of the audience of a campaign that [shares](Self::shares).
+    async fn judge(&self, c: &mut Campaign, n: &Notification) -> Result<Judged, StoreError> {
+        let judged = shared_entry::judge_next(&*self.store, &self.policy, c, n, c.shared).await?;
         if judged == 0 {
             return Ok(Judged::None);
         }
@@ -291,22 +315,24 @@ impl CampaignWorker {
     /// appended later are judged at each slice). On success, the notification the per-user walk
     /// still delivers (push only).
     async fn share(&self, c: &mut Campaign, n: &Arc<Notification>) -> Result<Share, StoreError> {
-        let category = self.policy.categories.get(n.category.as_deref()).await?;
-        if !c.shared && !shared_entry::eligible(c, n, category.as_deref(), &self.policy) {
+        if !self.shares(c, n).await? {
             return Ok(Share::No);
         }
         loop {
             if c.owner.as_deref() == Some(self.node.as_str()) {
                 c.lease_until = herald_core::time::now_ms() + self.lease.as_millis() as i64;
             }
-            match self.judge(c).await? {
+            match self.judge(c, n).await? {
                 Judged::Some => {}
                 Judged::None => break,
                 Judged::Lost => return Ok(Share::Lost),
             }
         }
         if !c.shared {
-            shared_entry::publish(&*self.store, c, n).await?;
+            // Idempotent: the global feed holds a notification once.
+            self.store
+                .deliver_shared(n.clone(), EntryFlags::of(n), &c.id)
+                .await?;
             c.shared = true;
             if !self.checkpoint(c).await? {
                 return Ok(Share::Lost);
@@ -315,14 +341,7 @@ impl CampaignWorker {
             shared_entry::count_delivered(&*self.store, c, n).await?;
             tracing::info!(campaign = %c.id, recipients = c.staged, "campaign's shared entry published");
         }
-        Ok(Share::Published(Arc::new(Notification {
-            channels: n
-                .channels
-                .iter()
-                .filter(|ch| *ch == Channel::Push)
-                .collect::<ChannelSet>(),
-            ..(**n).clone()
-        })))
+        Ok(Share::Published(push_only(n)))
     }
 
     /// The next users of the audience after `read` (position, walk cursor), which it moves on.
@@ -359,23 +378,13 @@ impl CampaignWorker {
             return Ok(n);
         }
         if c.done == 0 && c.walk_cursor.is_none() {
-            let flags = EntryFlags {
-                inbox: n.channels.contains(Channel::Inbox),
-                live: n.channels.contains(Channel::Realtime),
-            };
+            let flags = EntryFlags::of(&n);
             if flags.inbox || flags.live {
                 // Idempotent: the global feed holds a notification once.
                 self.store.deliver_global(n.clone(), flags).await?;
             }
         }
-        Ok(Arc::new(Notification {
-            channels: n
-                .channels
-                .iter()
-                .filter(|ch| *ch == Channel::Push)
-                .collect::<ChannelSet>(),
-            ..(*n).clone()
-        }))
+        Ok(push_only(&n))
     }
 
     /// Delivers one batch on its own task, so batches overlap.

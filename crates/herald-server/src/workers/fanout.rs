@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::{Channel, Notification, Recipients};
+use herald_core::{Notification, Recipients};
 use herald_store::{EntryFlags, Job, JobId, Store, StoreError};
 use tokio::sync::watch;
 
@@ -79,10 +79,11 @@ pub async fn run(
 }
 
 fn flags_for(n: &Notification, now_ms: i64) -> EntryFlags {
+    let flags = EntryFlags::of(n);
     EntryFlags {
-        inbox: n.channels.contains(Channel::Inbox),
         // A notification past its TTL is still listed but no longer announced live.
-        live: n.channels.contains(Channel::Realtime) && !n.expired_at(now_ms),
+        live: flags.live && !n.expired_at(now_ms),
+        ..flags
     }
 }
 

@@ -8,11 +8,9 @@
 //! Users appended after that are judged at the next slice, so for a moment they may see it
 //! whatever their preferences.
 
-use std::sync::Arc;
-
 use herald_core::policy::{OverCap, caps_for, over_cap, plan};
 use herald_core::{Audience, Campaign, Category, Channel, Notification, Reason};
-use herald_store::{DecisionCount, DecisionRecord, EntryFlags, Exclusion, Store, StoreError};
+use herald_store::{DecisionCount, DecisionRecord, Exclusion, Store, StoreError};
 
 use super::policy::PolicyContext;
 
@@ -99,21 +97,6 @@ pub async fn judge_next(
         store.record_decisions(&counts, &records).await?;
     }
     Ok(users.len())
-}
-
-/// Publishes the shared entry (idempotent) and counts it as delivered to everyone judged and
-/// not excluded.
-pub async fn publish(
-    store: &dyn Store,
-    c: &Campaign,
-    n: &Arc<Notification>,
-) -> Result<(), StoreError> {
-    let flags = EntryFlags {
-        inbox: n.channels.contains(Channel::Inbox),
-        live: n.channels.contains(Channel::Realtime),
-    };
-    store.deliver_shared(n.clone(), flags, &c.id).await?;
-    Ok(())
 }
 
 /// Counts the shared entry as delivered to the listed users it reaches (called once, after
