@@ -149,6 +149,10 @@ pub struct Campaign {
     /// Who is listed was deleted too, once the shared entry left the global feed.
     #[serde(default)]
     pub members_dropped: bool,
+    /// Listed users whose push sends were resolved before `send_at` (positions below this one;
+    /// see `Store::stage_push`).
+    #[serde(default)]
+    pub push_staged: u64,
 }
 
 impl CampaignRequest {
@@ -220,6 +224,7 @@ impl CampaignRequest {
             shared: false,
             staged: 0,
             members_dropped: false,
+            push_staged: 0,
         }
     }
 }

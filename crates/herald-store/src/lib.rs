@@ -13,6 +13,7 @@ mod page;
 mod policy;
 mod push;
 pub mod redis;
+mod staged;
 mod types;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use options::StoreOptions;
 pub use policy::*;
 pub use push::*;
 pub use redis::{RedisOptions, RedisStore};
+pub use staged::*;
 pub use types::*;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -253,6 +255,30 @@ pub trait Store: Send + Sync + 'static {
     /// kept, for a shared entry still in the global feed. For ended campaigns only: an upload
     /// racing it may leave a remainder.
     async fn drop_recipients(&self, campaign: &str, keep_members: bool) -> Result<()>;
+
+    /// Stores a slice of a campaign's push sends, resolved ahead of its send, unless one
+    /// starting at `stage.from` is stored already (a stage never changes once stored, so the
+    /// progress of its sends keeps meaning the same sends). True if this call stored it.
+    /// [`drop_recipients`](Self::drop_recipients) deletes a campaign's stages.
+    async fn stage_push(&self, campaign: &str, stage: &PushStage) -> Result<bool>;
+
+    /// The stage starting at audience position `from`, and which of its sends are finished.
+    async fn push_stage(
+        &self,
+        campaign: &str,
+        from: u64,
+    ) -> Result<Option<(PushStage, StagedProgress)>>;
+
+    /// Records how staged sends of `notification` ended, atomically: marks them finished and,
+    /// for each not finished before, counts it in the notification's report (`queued` and its
+    /// status, channel `push`) and keeps its dead letter. Recording a send twice counts it once.
+    async fn finish_staged(
+        &self,
+        campaign: &str,
+        from: u64,
+        notification: &str,
+        outcomes: &[StagedOutcome],
+    ) -> Result<()>;
 
     /// Users with at least one device, in id order, after `after`: a push to everyone.
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;

@@ -230,7 +230,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// The dead letter of `task` given up at `at`; the send that failed counts as an attempt.
-    pub(crate) fn of(task: &PushTask, reason: Option<&str>, at: i64) -> Self {
+    pub fn of(task: &PushTask, reason: Option<&str>, at: i64) -> Self {
         Self {
             notification: task.notification.clone(),
             target: task.target.clone(),

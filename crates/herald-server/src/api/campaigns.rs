@@ -52,6 +52,9 @@ pub struct CampaignView {
     pub recipients_dropped: bool,
     /// Recipients handled so far.
     pub done: u64,
+    /// Recipients whose push sends were resolved before `send_at` (preferences judged, devices
+    /// looked up), so that at `send_at` they are only sent.
+    pub push_staged: u64,
     /// Audience lines that were not user ids, in all uploads, and the first of them.
     pub malformed: u64,
     pub malformed_lines: Vec<MalformedLine>,
@@ -161,6 +164,7 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
         rate_per_second: c.rate_per_second,
         notification: c.notification,
         done: c.done,
+        push_staged: c.push_staged,
         malformed: c.malformed,
         malformed_lines: c.malformed_lines,
         duplicates: c.duplicates,

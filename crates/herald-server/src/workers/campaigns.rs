@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use super::policy::{PolicyContext, deliver_to};
 use super::push::Providers;
 use super::shared_entry;
+use super::staged_push;
 
 /// Recipients handled per batch (and per checkpoint).
 const BATCH: usize = 4096;
@@ -48,6 +49,18 @@ fn push_only(n: &Notification) -> Arc<Notification> {
             .channels
             .iter()
             .filter(|ch| *ch == Channel::Push)
+            .collect::<ChannelSet>(),
+        ..n.clone()
+    })
+}
+
+/// The notification without its push, which goes out from stages instead.
+fn without_push(n: &Notification) -> Arc<Notification> {
+    Arc::new(Notification {
+        channels: n
+            .channels
+            .iter()
+            .filter(|ch| *ch != Channel::Push)
             .collect::<ChannelSet>(),
         ..n.clone()
     })
@@ -187,7 +200,59 @@ impl CampaignWorker {
         let Some(n) = self.store.notification(&id).await? else {
             return Ok(false);
         };
-        Ok(self.shares(&c, &n).await? && self.judge(&mut c, &n).await? == Judged::Some)
+        let mut busy = false;
+        if self.shares(&c, &n).await? {
+            match self.judge(&mut c, &n).await? {
+                Judged::None => {}
+                Judged::Some => busy = true,
+                // Whoever changed it goes on; this node looks again next turn.
+                Judged::Lost => return Ok(true),
+            }
+        }
+        if self.stages_push(&c, &n).await? {
+            busy |= self.stage_push_next(&mut c, &n).await? == Judged::Some;
+        }
+        Ok(busy)
+    }
+
+    /// Whether the campaign's push is sent from stages ([`staged_push`]).
+    async fn stages_push(&self, c: &Campaign, n: &Notification) -> Result<bool, StoreError> {
+        let category = self.policy.categories.get(n.category.as_deref()).await?;
+        Ok(staged_push::eligible(
+            c,
+            n,
+            category.as_deref(),
+            &self.policy,
+        ))
+    }
+
+    /// Resolves the next stage of the campaign's push before `send_at`.
+    async fn stage_push_next(
+        &self,
+        c: &mut Campaign,
+        n: &Notification,
+    ) -> Result<Judged, StoreError> {
+        let size = staged_push::stage_size(c);
+        let from = c.push_staged;
+        let staged = staged_push::stage_at(
+            &*self.store,
+            &self.providers,
+            &self.policy,
+            c,
+            n,
+            from,
+            size,
+        )
+        .await?;
+        let Some((stage, _)) = staged else {
+            return Ok(Judged::None);
+        };
+        c.push_staged = stage.to;
+        Ok(if self.checkpoint(c).await? {
+            Judged::Some
+        } else {
+            Judged::Lost
+        })
     }
 
     /// Whether a campaign reaches inboxes through a shared entry: once published, whatever
@@ -243,12 +308,21 @@ impl CampaignWorker {
             self.store.update_campaign(&c).await?;
             return Ok(false);
         };
+        let message = self
+            .stages_push(&c, &n)
+            .await?
+            .then(|| Arc::new(herald_push::PushMessage::from_notification(&n)));
         let n = match self.share(&mut c, &n).await? {
             Share::Published(push_only) => push_only,
             Share::Lost => return Ok(false),
             Share::No => self.for_delivery(&c, n).await?,
         };
-        if n.channels.is_empty() {
+        // Staged push goes out from its stages; the walk delivers the rest per user.
+        let (n, walk) = match &message {
+            Some(_) => (n.clone(), without_push(&n)),
+            None => (n.clone(), n),
+        };
+        if message.is_none() && walk.channels.is_empty() {
             // Everything went out with the shared entry: no per-user walk.
             c.done = self.store.recipient_count(&c.id).await?;
         }
@@ -270,14 +344,32 @@ impl CampaignWorker {
         loop {
             while !exhausted && in_hand.len() < pipeline && Instant::now() < slice_end {
                 let started = Instant::now();
-                let users = self.read_batch(&c, &mut read, next_size).await?;
+                let handle = match &message {
+                    Some(message) => {
+                        let size = if c.done == 0 && read.0 == 0 {
+                            next_size
+                        } else {
+                            staged_push::stage_size(&c)
+                        };
+                        self.deliver_staged(&c, &n, &walk, message, &mut read, size)
+                            .await?
+                    }
+                    None => {
+                        let users = self.read_batch(&c, &mut read, next_size).await?;
+                        if users.is_empty() {
+                            None
+                        } else {
+                            let (len, last) = (users.len(), users.last().cloned());
+                            Some((self.deliver(&walk, users), len, last))
+                        }
+                    }
+                };
                 next_size = batch;
-                if users.is_empty() {
+                let Some((handle, len, last)) = handle else {
                     exhausted = true;
                     break;
-                }
-                let (len, last) = (users.len(), users.last().cloned());
-                in_hand.push_back((self.deliver(&n, users), len, last));
+                };
+                in_hand.push_back((handle, len, last));
                 if let Some(rate) = c.rate_per_second {
                     let spent = Duration::from_secs_f64(len as f64 / f64::from(rate));
                     tokio::time::sleep(spent.saturating_sub(started.elapsed())).await;
@@ -342,6 +434,59 @@ impl CampaignWorker {
             tracing::info!(campaign = %c.id, recipients = c.staged, "campaign's shared entry published");
         }
         Ok(Share::Published(push_only(n)))
+    }
+
+    /// Sends the stage at `read` (resolving it now if it was not staged) on its own task, with
+    /// the walk's delivery of the other channels to the same users; `None` once nobody is left.
+    async fn deliver_staged(
+        &self,
+        c: &Campaign,
+        n: &Arc<Notification>,
+        walk: &Arc<Notification>,
+        message: &Arc<herald_push::PushMessage>,
+        read: &mut (u64, Option<String>),
+        size: usize,
+    ) -> Result<Option<InHand>, StoreError> {
+        let staged = staged_push::stage_at(
+            &*self.store,
+            &self.providers,
+            &self.policy,
+            c,
+            n,
+            read.0,
+            size,
+        )
+        .await?;
+        let Some(staged) = staged else {
+            return Ok(None);
+        };
+        let len = (staged.0.to - staged.0.from) as usize;
+        let users = if walk.channels.is_empty() {
+            Vec::new()
+        } else {
+            self.store.recipients(&c.id, read.0, len).await?
+        };
+        read.0 += len as u64;
+        let (store, providers, policy) = (
+            self.store.clone(),
+            self.providers.clone(),
+            self.policy.clone(),
+        );
+        let (n, walk, message, campaign) = (n.clone(), walk.clone(), message.clone(), c.id.clone());
+        let handle = tokio::spawn(async move {
+            let sending = staged_push::send_stage(
+                store.clone(),
+                providers.clone(),
+                campaign,
+                n,
+                message,
+                staged,
+            );
+            let walking = deliver_to(&*store, &providers, &policy, &walk, &users);
+            let (sent, walked) = tokio::join!(sending, walking);
+            sent.and(walked)
+        });
+        Ok(Some((handle, len, None)))
     }
 
     /// The next users of the audience after `read` (position, walk cursor), which it moves on.

@@ -7,3 +7,4 @@ pub mod housekeeping;
 pub mod policy;
 pub mod push;
 pub mod shared_entry;
+pub mod staged_push;

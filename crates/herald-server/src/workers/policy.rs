@@ -134,7 +134,7 @@ pub async fn deliver_to(
 }
 
 /// Each user's devices that a configured provider can reach, for users who may get push.
-async fn reachable_devices(
+pub(super) async fn reachable_devices(
     store: &dyn Store,
     providers: &Providers,
     users: &[String],

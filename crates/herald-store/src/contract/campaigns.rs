@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use herald_core::campaign::CampaignRequest;
 use herald_core::device::device_id;
-use herald_core::{Campaign, CampaignState, Platform};
+use herald_core::{Campaign, CampaignState, Device, Platform, Priority, Recipients};
 
 use super::devices::device;
 use super::{Harness, Limits, accepted, note};
@@ -435,4 +435,129 @@ pub async fn shared_campaign_entries_reach_only_listed_users<H: Harness, F: Futu
     assert_eq!(listed(&*store, "amy").await, 1);
     store.drop_recipients(&c.id, false).await.unwrap();
     assert!(listed(&*store, "amy").await == 0);
+}
+
+pub async fn push_stages_are_kept_once_and_count_each_send_once<
+    H: Harness,
+    F: Future<Output = H>,
+>(
+    make: impl Fn(Limits) -> F,
+) {
+    let mut h = make(Limits::default()).await;
+    let c = campaign("staged");
+    let n = accepted(
+        &*h.store(),
+        note("staged", Recipients::Campaign(c.id.clone()), Priority::Low),
+    )
+    .await;
+    let sends: Vec<Device> = (0..20)
+        .map(|i| device(&format!("u{i}"), &format!("tok{i}"), 1_000))
+        .collect();
+    let deferred = vec![PushTask {
+        due_ms: 1_900_000_000_000,
+        ..PushTask::device(&n.id, &sends[0].id, "u0", Priority::Low)
+    }];
+    let stage = PushStage {
+        from: 4096,
+        to: 4116,
+        sends: sends.clone(),
+        deferred,
+    };
+    {
+        let store = h.store();
+        assert!(store.push_stage(&c.id, 4096).await.unwrap().is_none());
+        assert!(store.stage_push(&c.id, &stage).await.unwrap(), "stored");
+        // A stage never changes once stored: a second one at the same position is ignored.
+        let other = PushStage {
+            sends: sends[..3].to_vec(),
+            ..stage.clone()
+        };
+        assert!(!store.stage_push(&c.id, &other).await.unwrap());
+        let (read, progress) = store.push_stage(&c.id, 4096).await.unwrap().unwrap();
+        assert_eq!(read, stage);
+        assert_eq!(progress.count(), 0);
+        assert!(store.push_stage(&c.id, 0).await.unwrap().is_none());
+
+        let letter = DeadLetter {
+            notification: n.id.clone(),
+            target: format!("d:{}", sends[2].id),
+            user: "u2".into(),
+            attempts: 1,
+            reason: "invalid argument".into(),
+            at: 1_000,
+        };
+        let outcome = |index: u32, status: SendStatus| StagedOutcome {
+            index,
+            status: Some(status),
+            letter: (status == SendStatus::Failed).then(|| letter.clone()),
+        };
+        // Handed on to the outbox: finished here, counted there.
+        let retried = StagedOutcome {
+            index: 4,
+            status: None,
+            letter: None,
+        };
+        store
+            .finish_staged(
+                &c.id,
+                4096,
+                &n.id,
+                &[
+                    outcome(0, SendStatus::Sent),
+                    outcome(1, SendStatus::Sent),
+                    outcome(2, SendStatus::Failed),
+                    outcome(19, SendStatus::Pruned),
+                ],
+            )
+            .await
+            .unwrap();
+        // Recorded again (a batch repeated after a crash) and once more with a new one.
+        store
+            .finish_staged(
+                &c.id,
+                4096,
+                &n.id,
+                &[
+                    outcome(1, SendStatus::Sent),
+                    outcome(2, SendStatus::Failed),
+                    outcome(3, SendStatus::Sent),
+                    retried,
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    h.restart().await;
+    let store = h.store();
+    let (_, progress) = store.push_stage(&c.id, 4096).await.unwrap().unwrap();
+    let finished: Vec<u32> = (0..20).filter(|&i| progress.finished(i)).collect();
+    assert_eq!(finished, [0, 1, 2, 3, 4, 19]);
+    let push = store.delivery_report(&n.id).await.unwrap()["push"].clone();
+    assert_eq!(
+        (
+            push.queued,
+            push.sent,
+            push.failed,
+            push.pruned,
+            push.pending()
+        ),
+        (5, 3, 1, 1, 0)
+    );
+    let dead = store.dead_letters(10).await.unwrap();
+    assert_eq!(dead, [letter_for(&n.id, &sends[2].id)]);
+
+    // The stages go with the list.
+    store.drop_recipients(&c.id, false).await.unwrap();
+    assert!(store.push_stage(&c.id, 4096).await.unwrap().is_none());
+}
+
+fn letter_for(notification: &str, device: &str) -> DeadLetter {
+    DeadLetter {
+        notification: notification.to_owned(),
+        target: format!("d:{device}"),
+        user: "u2".into(),
+        attempts: 1,
+        reason: "invalid argument".into(),
+        at: 1_000,
+    }
 }

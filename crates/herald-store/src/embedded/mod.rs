@@ -19,6 +19,7 @@ mod push_reports;
 mod reads;
 mod recipients;
 mod records;
+mod stages;
 mod writer;
 
 use std::path::Path;
@@ -494,6 +495,34 @@ impl Store for EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("recipient drop task: {e}")))?
+    }
+
+    async fn stage_push(&self, campaign: &str, stage: &PushStage) -> Result<bool> {
+        self.call(|r| Op::StagePush(campaign.to_owned(), Box::new(stage.clone()), r))
+            .await
+    }
+
+    async fn push_stage(
+        &self,
+        campaign: &str,
+        from: u64,
+    ) -> Result<Option<(PushStage, StagedProgress)>> {
+        stages::get(&self.keyspaces[PUSH_STAGES], campaign, from)
+    }
+
+    async fn finish_staged(
+        &self,
+        campaign: &str,
+        from: u64,
+        notification: &str,
+        outcomes: &[StagedOutcome],
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let (campaign, notification) = (campaign.to_owned(), notification.to_owned());
+        self.call(|r| Op::FinishStaged(campaign, from, notification, outcomes.to_vec(), r))
+            .await
     }
 
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {

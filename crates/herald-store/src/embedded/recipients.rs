@@ -87,7 +87,7 @@ pub fn memberships(
     Ok(out)
 }
 
-/// Deletes a list's positions and (unless `keep_members`: a shared entry still shows through
+/// Deletes a list's positions, its push stages and (unless `keep_members`: a shared entry still shows through
 /// them) its members, not its count, in slices, so a list of millions never sits in one write
 /// batch. Outside the writer thread: nothing writes an ended list.
 pub fn drop_list(
@@ -100,9 +100,9 @@ pub fn drop_list(
     let mut prefix = campaign.as_bytes().to_vec();
     prefix.push(0);
     let lists: &[usize] = if keep_members {
-        &[RECIPIENT_POSITIONS]
+        &[RECIPIENT_POSITIONS, PUSH_STAGES]
     } else {
-        &[RECIPIENTS, RECIPIENT_POSITIONS]
+        &[RECIPIENTS, RECIPIENT_POSITIONS, PUSH_STAGES]
     };
     for &index in lists {
         let keyspace = &keyspaces[index];

@@ -35,9 +35,10 @@ pub const ACTIVE_CAMPAIGNS: usize = 25;
 pub const RECIPIENTS: usize = 26;
 pub const RECIPIENT_POSITIONS: usize = 27;
 pub const RECIPIENT_COUNTS: usize = 28;
+pub const PUSH_STAGES: usize = 29;
 
 /// Keyspace names, indexed by the constants above.
-pub const KEYSPACES: [&str; 29] = [
+pub const KEYSPACES: [&str; 30] = [
     "notifications",
     "idempotency",
     "idempotency_by_time",
@@ -67,6 +68,7 @@ pub const KEYSPACES: [&str; 29] = [
     "recipients",
     "recipient_positions",
     "recipient_counts",
+    "push_stages",
 ];
 
 /// A feed entry: `[flags, read] + notification id`.

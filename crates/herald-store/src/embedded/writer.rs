@@ -24,12 +24,13 @@ use super::push_reports::{self, ReportDeltas};
 use super::records::*;
 use super::{
     campaigns, caps, categories, collapse, decisions, devices, expiry, preferences, recipients,
+    stages,
 };
 use crate::feed_state::{GlobalState, Memberships, UserMeta};
 use crate::{
     Accept, Accepted, CapRequest, Change, ChangeOutcome, CollapseClaim, DecisionCount,
     DecisionRecord, Delivered, Delivery, EntryFlags, Exclusion, Job, JobId, Live, PurgeReport,
-    PushOutcome, PushTask, RecipientsAdded, Result, StoreError,
+    PushOutcome, PushStage, PushTask, RecipientsAdded, Result, StagedOutcome, StoreError,
 };
 
 pub type Reply<T> = oneshot::Sender<Result<T>>;
@@ -75,6 +76,9 @@ pub enum Op {
     /// A campaign, and users to append to its list.
     AddRecipients(String, Vec<String>, Reply<RecipientsAdded>),
     ExcludeRecipients(String, Vec<Exclusion>, Reply<()>),
+    StagePush(String, Box<PushStage>, Reply<bool>),
+    /// A campaign, a stage's first position, the notification, and how its sends ended.
+    FinishStaged(String, u64, String, Vec<StagedOutcome>, Reply<()>),
     Sync(Reply<()>),
 }
 
@@ -341,6 +345,13 @@ impl Writer {
                 reply,
                 recipients::exclude(&mut b.overlay, &campaign, &exclusions)
             ),
+            Op::StagePush(campaign, stage, reply) => {
+                run!(reply, stages::put(&mut b.overlay, &campaign, &stage))
+            }
+            Op::FinishStaged(campaign, from, notification, outcomes, reply) => run!(
+                reply,
+                self.finish_staged(b, &campaign, from, &notification, &outcomes)
+            ),
             Op::Sync(reply) => {
                 b.durable = true;
                 Ok(completion(reply, Ok(())))
@@ -382,6 +393,8 @@ impl Writer {
             Op::UpdateCampaign(_, r) => fail(r),
             Op::AddRecipients(_, _, r) => fail(r),
             Op::ExcludeRecipients(_, _, r) => fail(r),
+            Op::StagePush(_, _, r) => fail(r),
+            Op::FinishStaged(_, _, _, _, r) => fail(r),
         }
     }
 
@@ -826,6 +839,31 @@ impl Writer {
             dead,
             outcomes,
             at,
+        )?;
+        dead.trim(&mut b.overlay, self.options.dead_letters_max)?;
+        reports.apply(&mut b.overlay)
+    }
+
+    fn finish_staged(
+        &self,
+        b: &mut Batch<'_>,
+        campaign: &str,
+        from: u64,
+        notification: &str,
+        outcomes: &[StagedOutcome],
+    ) -> Result<()> {
+        let mut reports = ReportDeltas::default();
+        let dead = b
+            .dead_letters
+            .get_or_insert_with(|| self.dead_letters.clone());
+        stages::finish(
+            &mut b.overlay,
+            &mut reports,
+            dead,
+            campaign,
+            from,
+            notification,
+            outcomes,
         )?;
         dead.trim(&mut b.overlay, self.options.dead_letters_max)?;
         reports.apply(&mut b.overlay)

@@ -118,6 +118,14 @@ pub fn campaign_exclusions(id: &str) -> String {
 pub fn campaign_members(id: &str) -> String {
     format!("{{c:{id}}}:s")
 }
+/// A campaign's push stages: first audience position → stage JSON.
+pub fn campaign_push_stages(id: &str) -> String {
+    format!("{{c:{id}}}:ps")
+}
+/// Which sends of a campaign's push stage are finished: a bitmap, on the outbox's slot.
+pub fn push_stage_progress(campaign: &str, from: u64) -> String {
+    format!("{{q}}:push:stage:{campaign}:{from}")
+}
 /// How many recipients a dropped list held.
 pub fn campaign_dropped_count(id: &str) -> String {
     format!("{{c:{id}}}:n")

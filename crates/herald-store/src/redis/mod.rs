@@ -24,6 +24,7 @@ mod policy;
 mod recipients;
 mod scripts;
 mod sharded;
+mod stages;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -1202,6 +1203,32 @@ impl Store for RedisStore {
 
     async fn drop_recipients(&self, campaign: &str, keep_members: bool) -> Result<()> {
         self.drop_recipient_list(campaign, keep_members).await
+    }
+
+    async fn stage_push(&self, campaign: &str, stage: &PushStage) -> Result<bool> {
+        self.put_push_stage(campaign, stage).await
+    }
+
+    async fn push_stage(
+        &self,
+        campaign: &str,
+        from: u64,
+    ) -> Result<Option<(PushStage, StagedProgress)>> {
+        self.get_push_stage(campaign, from).await
+    }
+
+    async fn finish_staged(
+        &self,
+        campaign: &str,
+        from: u64,
+        notification: &str,
+        outcomes: &[StagedOutcome],
+    ) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.record_staged(campaign, from, notification, outcomes)
+            .await
     }
 
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {

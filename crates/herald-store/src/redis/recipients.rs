@@ -118,7 +118,7 @@ impl RedisStore {
         ))
     }
 
-    /// Keeps the count, then unlinks the list and (unless `keep_members`) its member set and
+    /// Keeps the count, then unlinks the list, its push stages and (unless `keep_members`) its member set and
     /// exclusions (Redis frees them in the background). All on the campaign's slot, in one
     /// script.
     pub(super) async fn drop_recipient_list(
@@ -130,7 +130,7 @@ impl RedisStore {
             r"
 local n = redis.call('LLEN', KEYS[2])
 if n > 0 then redis.call('SET', KEYS[3], n) end
-redis.call('UNLINK', KEYS[2])
+redis.call('UNLINK', KEYS[2], KEYS[5])
 if ARGV[1] == '0' then redis.call('UNLINK', KEYS[1], KEYS[4]) end
 return n
 ",
@@ -139,6 +139,7 @@ return n
         .key(keys::campaign_list(campaign))
         .key(keys::campaign_dropped_count(campaign))
         .key(keys::campaign_exclusions(campaign))
+        .key(keys::campaign_push_stages(campaign))
         .arg(u8::from(keep_members))
         .invoke_async::<u64>(&mut self.conn())
         .await

@@ -253,7 +253,7 @@ async fn send(
     }
 }
 
-fn result_label(result: &SendResult) -> &'static str {
+pub(crate) fn result_label(result: &SendResult) -> &'static str {
     match result {
         SendResult::Sent => "sent",
         SendResult::DryRun => "dry_run",

@@ -1,0 +1,114 @@
+//! Campaign push stages on Redis: a campaign's stages are one HASH on its slot
+//! (`{c:ID}:ps`, first position → stage JSON, set once with `HSETNX`), dropped with its list;
+//! a stage's progress is a bitmap on the outbox slot (`{q}:push:stage:ID:FROM`), next to the
+//! delivery report and the dead letters, so recording outcomes is one atomic script on a
+//! Cluster too. The bitmaps expire with the notification's retention.
+
+use std::sync::LazyLock;
+
+use ::redis::Script;
+
+use super::outbox::expires_at;
+use super::{RedisStore, backend, json_err, keys};
+use crate::{PushStage, Result, SendStatus, StagedOutcome, StagedProgress};
+
+/// KEYS: the progress bitmap, the notification's report, the dead letters.
+/// ARGV: dead letters kept, when the bitmap and report expire, then per outcome its index, its
+/// status ("": handed on to the outbox, not counted) and its dead letter JSON (or ""). Counts only sends not finished before.
+static FINISH_STAGED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local dead_max, dead = tonumber(ARGV[1]), 0
+local counts = {}
+for i = 3, #ARGV, 3 do
+  if redis.call('SETBIT', KEYS[1], ARGV[i], 1) == 0 and ARGV[i + 1] ~= '' then
+    counts['push:queued'] = (counts['push:queued'] or 0) + 1
+    local field = 'push:' .. ARGV[i + 1]
+    counts[field] = (counts[field] or 0) + 1
+    if ARGV[i + 2] ~= '' then
+      redis.call('LPUSH', KEYS[3], ARGV[i + 2])
+      dead = dead + 1
+    end
+  end
+end
+for field, k in pairs(counts) do redis.call('HINCRBY', KEYS[2], field, k) end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+if dead > 0 then
+  if dead_max > 0 then redis.call('LTRIM', KEYS[3], 0, dead_max - 1) else redis.call('DEL', KEYS[3]) end
+end
+return dead
+",
+    )
+});
+
+impl RedisStore {
+    pub(super) async fn put_push_stage(&self, campaign: &str, stage: &PushStage) -> Result<bool> {
+        let json = serde_json::to_string(stage).map_err(json_err)?;
+        ::redis::cmd("HSETNX")
+            .arg(keys::campaign_push_stages(campaign))
+            .arg(stage.from)
+            .arg(json)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)
+    }
+
+    pub(super) async fn get_push_stage(
+        &self,
+        campaign: &str,
+        from: u64,
+    ) -> Result<Option<(PushStage, StagedProgress)>> {
+        let json: Option<String> = ::redis::cmd("HGET")
+            .arg(keys::campaign_push_stages(campaign))
+            .arg(from)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let stage: PushStage = serde_json::from_str(&json).map_err(json_err)?;
+        // Another slot: a second call.
+        let bits: Option<Vec<u8>> = ::redis::cmd("GET")
+            .arg(keys::push_stage_progress(campaign, from))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(Some((stage, StagedProgress(bits.unwrap_or_default()))))
+    }
+
+    pub(super) async fn record_staged(
+        &self,
+        campaign: &str,
+        from: u64,
+        notification: &str,
+        outcomes: &[StagedOutcome],
+    ) -> Result<()> {
+        let expiry = expires_at(
+            notification,
+            self.options.notification_retention_ms,
+            herald_core::time::now_ms(),
+        );
+        // A few thousand per stage at most: one call.
+        let mut call = FINISH_STAGED.prepare_invoke();
+        call.key(keys::push_stage_progress(campaign, from))
+            .key(keys::push_report(notification))
+            .key(keys::PUSH_DEAD)
+            .arg(self.options.dead_letters_max)
+            .arg(expiry);
+        for outcome in outcomes {
+            let letter = match &outcome.letter {
+                Some(letter) => serde_json::to_string(letter).map_err(json_err)?,
+                None => String::new(),
+            };
+            call.arg(outcome.index)
+                .arg(outcome.status.map_or("", SendStatus::as_str))
+                .arg(letter);
+        }
+        call.invoke_async::<u64>(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
