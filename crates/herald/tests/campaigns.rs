@@ -57,6 +57,7 @@ on_both_engines!(
     topic_and_everyone_campaigns,
     an_ended_campaigns_list_is_deleted_and_its_count_kept,
     a_list_campaigns_shared_entry_respects_lists_and_preferences,
+    a_staged_campaigns_push_follows_policy_and_provider_answers,
 );
 
 async fn create(server: &Server, body: Value) -> String {
@@ -641,4 +642,104 @@ async fn a_list_campaigns_shared_entry_respects_lists_and_preferences(engine: En
     assert_eq!(status, 200, "{body}");
     assert_eq!(server.inbox("amy").await["unread"], 0);
     assert_eq!(server.inbox("bob").await["unread"], 1);
+}
+
+/// `HH:MM:SS` in UTC, `offset` from now.
+fn utc_time_of_day(offset: Duration, before: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let at = if before { now - offset } else { now + offset };
+    let secs = at.as_secs() % 86400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+async fn a_staged_campaigns_push_follows_policy_and_provider_answers(engine: Engine) {
+    let Env {
+        server,
+        fakes,
+        redis: _redis,
+    } = start(engine, "").await;
+    let users: Vec<String> = (0..40).map(|i| format!("stg{i:02}")).collect();
+    devices(&server, &users).await;
+    // stg00 turned push off, stg01 is in quiet hours until 6 s from now (past send_at),
+    // stg02's token is dead at FCM.
+    let prefs = |user: &str, body: Value| {
+        let token = server.token(user);
+        let server = &server;
+        async move {
+            let (status, _) = server.put_as("/v1/me/preferences", &token, body).await;
+            assert_eq!(status, 200);
+        }
+    };
+    prefs("stg00", json!({"channels": {"push": false}})).await;
+    prefs(
+        "stg01",
+        json!({"timezone": "UTC", "quiet_hours": {
+            "start": utc_time_of_day(Duration::from_secs(60), true),
+            "end": utc_time_of_day(Duration::from_secs(6), false),
+        }}),
+    )
+    .await;
+    fakes.fcm.behaviour().mark_dead("tok-stg02");
+    let send_at_ms = herald_core::time::now_ms() + 2500;
+    let id = create(
+        &server,
+        json!({"name": "staged", "message": {"title": "Staged", "channels": ["push"]},
+               "send_at": herald_core::time::rfc3339_ms(send_at_ms)}),
+    )
+    .await;
+    upload(&server, &id, "text/plain", users.join("\n")).await;
+    let c = campaign_until(&server, &id, "push staged before send_at", |c| {
+        c["push_staged"] == 40
+    })
+    .await;
+    assert_eq!(c["state"], "scheduled", "staged ahead: {c}");
+    assert!(
+        fakes.fcm.received().is_empty(),
+        "nothing sent before its time"
+    );
+    // A device registered after its user was staged is not seen by this campaign.
+    register_token(&server, "stg05", "fcm", "tok-late-stg05").await;
+    // Two transient failures at the first sends: those go to the outbox and are retried.
+    fakes
+        .fcm
+        .behaviour()
+        .fail_next(2, herald_fakes::Failure::status(503).retry_after(0));
+
+    let c = campaign_until(&server, &id, "completed, quiet hours over", |c| {
+        c["state"] == "completed" && c["channels"]["push"]["sent"] == 38
+    })
+    .await;
+    assert!(
+        herald_core::time::now_ms() >= send_at_ms + 5000,
+        "the quiet user's push waited for the end of quiet hours"
+    );
+    let push = &c["channels"]["push"];
+    assert_eq!(push["muted"], 1, "{c}");
+    assert_eq!(push["quiet_deferred"], 1, "{c}");
+    assert_eq!(push["pruned"], 1, "{c}");
+    assert_eq!(push["failed"], 0, "{c}");
+    assert_eq!(push["pending"], 0, "{c}");
+    let per_token = pushes_per_token(&fakes);
+    assert!(!per_token.contains_key("tok-stg00"), "push turned off");
+    assert!(
+        !per_token.contains_key("tok-late-stg05"),
+        "registered after staging"
+    );
+    for user in &users[3..] {
+        assert_eq!(
+            per_token.get(&format!("tok-{user}")),
+            Some(&1),
+            "{user} once"
+        );
+    }
+    assert_eq!(per_token.get("tok-stg01"), Some(&1));
+    // The dead token's device was removed.
+    let (_, devices) = server.get_as("/v1/users/stg02/devices", API_KEY).await;
+    assert_eq!(
+        devices["devices"].as_array().map(Vec::len),
+        Some(0),
+        "{devices}"
+    );
 }

@@ -34,6 +34,8 @@ pub const STAGE: usize = 4096;
 const WORKERS: usize = 512;
 /// Outcomes recorded per store call at most.
 const RECORD_BATCH: usize = 1024;
+/// How long outcomes are gathered before they are recorded.
+const RECORD_WAIT: Duration = Duration::from_millis(20);
 
 /// Whether a campaign's push can be staged: an uploaded list, and nothing that depends on what
 /// each user got just before the send (a collapse key, a frequency cap).
@@ -203,6 +205,16 @@ pub async fn send_stage(
     drop(tx);
     let mut answered = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut answered, RECORD_BATCH).await > 0 {
+        // Outcomes trickle in; gathering them a moment saves store writes (a crash repeats at
+        // most what was not recorded yet).
+        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+        while answered.len() < RECORD_BATCH {
+            let room = RECORD_BATCH - answered.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut answered, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut outcomes = Vec::with_capacity(answered.len());
         let mut retries = Vec::new();
         let mut tally: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();

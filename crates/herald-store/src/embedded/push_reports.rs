@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use fjall::Keyspace;
-use herald_core::Reason;
+use herald_core::{Channel, Reason};
 
-use super::keys::{self, user_prefix};
+use super::keys;
 use super::overlay::{Overlay, backend};
 use super::records::*;
 use crate::{ChannelCounts, DeliveryReport, Result, SendStatus};
@@ -49,13 +49,15 @@ impl ReportDeltas {
     }
 }
 
+/// One point read per channel rather than a prefix scan: a report being counted is rewritten
+/// with every batch, and a scan would walk every version of it still in the memtable.
 pub fn read(keyspace: &Keyspace, notification: &str) -> Result<DeliveryReport> {
-    let prefix = user_prefix(notification);
     let mut report = DeliveryReport::new();
-    for guard in keyspace.prefix(&prefix) {
-        let (key, value) = guard.into_inner().map_err(backend)?;
-        let channel = String::from_utf8(key[prefix.len()..].to_vec()).map_err(backend)?;
-        report.insert(channel, from_json(&value)?);
+    for channel in Channel::ALL {
+        let key = keys::push_report(notification, channel.as_str());
+        if let Some(value) = keyspace.get(key).map_err(backend)? {
+            report.insert(channel.as_str().to_owned(), from_json(&value)?);
+        }
     }
     Ok(report)
 }

@@ -277,6 +277,29 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
     if let Some(fake) = &fake {
         fake.arm();
     }
+    // Staging (push resolved ahead of send_at): how far it got, and when it was through.
+    let mut staged = (0u64, None::<f64>);
+    while push && Instant::now() + Duration::from_millis(60) < send_at {
+        let view = api
+            .call(&mut conn, "GET", &format!("/v1/campaigns/{id}"), None, 200)
+            .await?;
+        staged.0 = view["push_staged"].as_u64().unwrap_or(0);
+        if staged.0 >= n {
+            staged.1 = Some(since(created, Instant::now()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if push {
+        out.line(format!(
+            "  push staged before send_at: {} of {n} recipients{}",
+            staged.0,
+            staged
+                .1
+                .map(|s| format!(", all by {s:.1} s after creation"))
+                .unwrap_or_default()
+        ));
+    }
     tokio::time::sleep_until((send_at - Duration::from_millis(2)).into()).await;
 
     // Sending.
@@ -415,6 +438,8 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
         "channel": args.channel.as_str(),
         "users": n,
         "lead_s": args.lead,
+        "push_staged_before_send_at": staged.0,
+        "push_staged_all_by_s": staged.1,
         "send_at_monotonic_s": send_at_monotonic,
         "load_average": load,
         "registration": registration,
