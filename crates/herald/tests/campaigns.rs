@@ -644,16 +644,6 @@ async fn a_list_campaigns_shared_entry_respects_lists_and_preferences(engine: En
     assert_eq!(server.inbox("bob").await["unread"], 1);
 }
 
-/// `HH:MM:SS` in UTC, `offset` from now.
-fn utc_time_of_day(offset: Duration, before: bool) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let at = if before { now - offset } else { now + offset };
-    let secs = at.as_secs() % 86400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
 async fn a_staged_campaigns_push_follows_policy_and_provider_answers(engine: Engine) {
     let Env {
         server,

@@ -286,16 +286,6 @@ async fn caps_hold_exactly_when_publishes_race(engine: Engine) {
     );
 }
 
-/// `HH:MM:SS` in UTC, `offset` from now.
-fn utc_time_of_day(offset: Duration, before: bool) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let at = if before { now - offset } else { now + offset };
-    let secs = at.as_secs() % 86400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
 async fn quiet_hours_defer_push_until_they_end(engine: Engine) {
     let Env {
         server,

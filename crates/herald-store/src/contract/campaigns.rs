@@ -478,14 +478,7 @@ pub async fn push_stages_are_kept_once_and_count_each_send_once<
         assert_eq!(progress.count(), 0);
         assert!(store.push_stage(&c.id, 0).await.unwrap().is_none());
 
-        let letter = DeadLetter {
-            notification: n.id.clone(),
-            target: format!("d:{}", sends[2].id),
-            user: "u2".into(),
-            attempts: 1,
-            reason: "invalid argument".into(),
-            at: 1_000,
-        };
+        let letter = letter_for(&n.id, &sends[2].id);
         let outcome = |index: u32, status: SendStatus| StagedOutcome {
             index,
             status: Some(status),

@@ -354,3 +354,13 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// `HH:MM:SS` in UTC, `offset` from now.
+pub fn utc_time_of_day(offset: std::time::Duration, before: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let at = if before { now - offset } else { now + offset };
+    let secs = at.as_secs() % 86400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
