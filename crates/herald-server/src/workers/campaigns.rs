@@ -41,29 +41,21 @@ const JUDGE_AHEAD: Duration = Duration::from_secs(60);
 /// How long before `send_at` the push providers are warmed.
 const STAGE_AHEAD: Duration = Duration::from_secs(5);
 
-/// The notification as the per-user walk still delivers it once the global feed carries its
-/// inbox and live part: push only.
-fn push_only(n: &Notification) -> Arc<Notification> {
+/// The notification with only the channels `keep` keeps: push alone once the global feed carries
+/// its inbox and live part, everything but push once push goes out from stages.
+fn keeping(n: &Notification, keep: impl Fn(Channel) -> bool) -> Arc<Notification> {
     Arc::new(Notification {
         channels: n
             .channels
             .iter()
-            .filter(|ch| *ch == Channel::Push)
+            .filter(|ch| keep(*ch))
             .collect::<ChannelSet>(),
         ..n.clone()
     })
 }
 
-/// The notification without its push, which goes out from stages instead.
-fn without_push(n: &Notification) -> Arc<Notification> {
-    Arc::new(Notification {
-        channels: n
-            .channels
-            .iter()
-            .filter(|ch| *ch != Channel::Push)
-            .collect::<ChannelSet>(),
-        ..n.clone()
-    })
+fn push_only(n: &Notification) -> Arc<Notification> {
+    keeping(n, |ch| ch == Channel::Push)
 }
 
 /// What [`CampaignWorker::judge`] did.
@@ -318,9 +310,9 @@ impl CampaignWorker {
             Share::No => self.for_delivery(&c, n).await?,
         };
         // Staged push goes out from its stages; the walk delivers the rest per user.
-        let (n, walk) = match &message {
-            Some(_) => (n.clone(), without_push(&n)),
-            None => (n.clone(), n),
+        let walk = match &message {
+            Some(_) => keeping(&n, |ch| ch != Channel::Push),
+            None => n.clone(),
         };
         if message.is_none() && walk.channels.is_empty() {
             // Everything went out with the shared entry: no per-user walk.

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use herald_core::policy::{Verdict, caps_for, plan};
 use herald_core::{Audience, Campaign, Category, Channel, Device, Notification, Reason};
-use herald_push::retry::{RetryDecision, after_failure};
 use herald_push::{PushMessage, SendResult};
 use herald_store::{
     DeadLetter, DecisionCount, DecisionRecord, PushStage, PushTask, SendStatus, StagedOutcome,
@@ -25,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::policy::{PolicyContext, reachable_devices};
 use super::push::Providers;
-use super::push::sender::result_label;
+use super::push::answer::{self, Settled, result_label};
 use super::push::stats;
 
 /// Listed users per stage.
@@ -161,12 +160,9 @@ pub async fn send_stage(
     if todo.is_empty() {
         return Ok(());
     }
-    let record = |outcomes: Vec<StagedOutcome>| {
-        let (store, campaign, n) = (store.clone(), campaign.clone(), n.id.clone());
-        async move { record(&*store, &campaign, stage.from, &n, &outcomes).await }
-    };
+    let from = stage.from;
     if message.expired(herald_core::time::now_ms()) {
-        let outcomes = todo
+        let outcomes: Vec<StagedOutcome> = todo
             .iter()
             .map(|&index| StagedOutcome {
                 index,
@@ -174,7 +170,7 @@ pub async fn send_stage(
                 letter: None,
             })
             .collect();
-        return record(outcomes).await;
+        return record(&*store, &campaign, from, &n.id, &outcomes).await;
     }
     let workers = todo.len().min(WORKERS);
     let sending = Arc::new(Sending {
@@ -195,7 +191,15 @@ pub async fn send_stage(
                 let Some(&index) = sending.todo.get(at) else {
                     return;
                 };
-                let result = send_one(&sending, &sending.sends[index as usize]).await;
+                let device = &sending.sends[index as usize];
+                let result = answer::to_device(
+                    &sending.providers,
+                    &sending.message,
+                    device,
+                    sending.lane,
+                    sending.dry_run,
+                )
+                .await;
                 if tx.send((index, result)).await.is_err() {
                     return;
                 }
@@ -223,18 +227,25 @@ pub async fn send_stage(
             let provider = device.platform.as_str();
             stats::record(provider, &result);
             *tally.entry((provider, result_label(&result))).or_default() += 1;
-            let (status, letter) =
-                match judge(&*store, &providers, &n, device, result, &mut retries).await {
-                    Some((status, reason)) => {
-                        let letter = (status == SendStatus::Failed).then(|| {
-                            let task =
-                                PushTask::device(&n.id, &device.id, &device.user, n.priority);
-                            DeadLetter::of(&task, Some(&reason), herald_core::time::now_ms())
-                        });
-                        (Some(status), letter)
-                    }
-                    None => (None, None),
-                };
+            // A first attempt: a retry goes on from the outbox as its second.
+            let task = PushTask::device(&n.id, &device.id, &device.user, n.priority);
+            let settled = answer::settle(&*store, &providers, Some(&device.id), 0, result).await;
+            let (status, letter) = match settled {
+                Settled::Done(status, reason) => {
+                    let letter = (status == SendStatus::Failed).then(|| {
+                        DeadLetter::of(&task, reason.as_deref(), herald_core::time::now_ms())
+                    });
+                    (Some(status), letter)
+                }
+                Settled::Retry { due_ms } => {
+                    retries.push(PushTask {
+                        attempt: 1,
+                        due_ms,
+                        ..task
+                    });
+                    (None, None)
+                }
+            };
             outcomes.push(StagedOutcome {
                 index,
                 status,
@@ -251,58 +262,9 @@ pub async fn send_stage(
             metrics::counter!("herald_push_sends_total", "provider" => provider, "result" => result)
                 .increment(k);
         }
-        record(outcomes).await?;
+        record(&*store, &campaign, from, &n.id, &outcomes).await?;
     }
     Ok(())
-}
-
-async fn send_one(s: &Sending, device: &Device) -> SendResult {
-    match s.providers.provider(device.platform) {
-        Some(provider) => {
-            let _slot = provider.ready(s.lane).await;
-            provider.outlet.send(&s.message, device, s.dry_run).await
-        }
-        None if s.dry_run => SendResult::DryRun,
-        None => SendResult::Fail {
-            reason: format!("{} is not configured", device.platform.as_str()),
-        },
-    }
-}
-
-/// A send's final status and reason, or `None` with a retry added to `retries`.
-async fn judge(
-    store: &dyn Store,
-    providers: &Providers,
-    n: &Notification,
-    device: &Device,
-    result: SendResult,
-    retries: &mut Vec<PushTask>,
-) -> Option<(SendStatus, String)> {
-    Some(match result {
-        SendResult::Sent => (SendStatus::Sent, String::new()),
-        SendResult::DryRun => (SendStatus::DryRun, String::new()),
-        SendResult::Fail { reason } => (SendStatus::Failed, reason),
-        SendResult::Prune { reason } => {
-            if let Err(e) = store.prune_device(&device.id).await {
-                tracing::warn!(error = %e, "could not remove a dead device");
-            }
-            (SendStatus::Pruned, reason)
-        }
-        SendResult::Retry { reason, after } => match after_failure(&providers.retry, 1, after) {
-            RetryDecision::RetryAfter(delay) => {
-                retries.push(PushTask {
-                    attempt: 1,
-                    due_ms: herald_core::time::now_ms() + delay.as_millis() as i64,
-                    ..PushTask::device(&n.id, &device.id, &device.user, n.priority)
-                });
-                return None;
-            }
-            RetryDecision::GiveUp => (
-                SendStatus::Failed,
-                format!("{reason} (gave up after 1 attempt)"),
-            ),
-        },
-    })
 }
 
 /// Records outcomes, retrying until the store takes them: an outcome dropped would be sent

@@ -280,6 +280,12 @@ local function count(counts, ni, field, n)
   c[field] = (c[field] or 0) + n
   counts[ni] = c
 end
+-- Keeps the newest `dead_max` dead letters in `key` once `dead` more were pushed.
+local function trim_dead(key, dead, dead_max)
+  if dead > 0 then
+    if dead_max > 0 then redis.call('LTRIM', key, 0, dead_max - 1) else redis.call('DEL', key) end
+  end
+end
 "#;
 
 /// KEYS: tasks, due lanes 0..2, then per notification its done set and report.
@@ -395,9 +401,36 @@ for ni, c in pairs(counts) do
   for field, k in pairs(c) do redis.call('HINCRBY', report, field, k) end
   redis.call('PEXPIREAT', report, expiry)
 end
-if dead > 0 then
-  if dead_max > 0 then redis.call('LTRIM', KEYS[8], 0, dead_max - 1) else redis.call('DEL', KEYS[8]) end
+trim_dead(KEYS[8], dead, dead_max)
+return dead
+"#
+    )
+}
+
+/// KEYS: a push stage's progress bitmap, the notification's report, the dead letters.
+/// ARGV: dead letters kept, when the bitmap and report expire, then per outcome its index, its
+/// status ("": handed on to the outbox, which counts it) and its dead letter JSON (or "").
+/// Counts and keeps only sends not finished before.
+pub fn finish_staged() -> String {
+    format!(
+        "{OUTBOX_PRELUDE}{}",
+        r#"
+local dead_max, dead = tonumber(ARGV[1]), 0
+local counts = {}
+for i = 3, #ARGV, 3 do
+  if redis.call('SETBIT', KEYS[1], ARGV[i], 1) == 0 and ARGV[i + 1] ~= '' then
+    count(counts, 1, 'push:queued', 1)
+    count(counts, 1, 'push:' .. ARGV[i + 1], 1)
+    if ARGV[i + 2] ~= '' then
+      redis.call('LPUSH', KEYS[3], ARGV[i + 2])
+      dead = dead + 1
+    end
+  end
 end
+for field, k in pairs(counts[1] or {}) do redis.call('HINCRBY', KEYS[2], field, k) end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+trim_dead(KEYS[3], dead, dead_max)
 return dead
 "#
     )

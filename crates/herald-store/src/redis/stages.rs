@@ -9,38 +9,10 @@ use std::sync::LazyLock;
 use ::redis::Script;
 
 use super::outbox::expires_at;
-use super::{RedisStore, backend, json_err, keys};
+use super::{RedisStore, backend, json_err, keys, scripts};
 use crate::{PushStage, Result, SendStatus, StagedOutcome, StagedProgress};
 
-/// KEYS: the progress bitmap, the notification's report, the dead letters.
-/// ARGV: dead letters kept, when the bitmap and report expire, then per outcome its index, its
-/// status ("": handed on to the outbox, not counted) and its dead letter JSON (or ""). Counts only sends not finished before.
-static FINISH_STAGED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local dead_max, dead = tonumber(ARGV[1]), 0
-local counts = {}
-for i = 3, #ARGV, 3 do
-  if redis.call('SETBIT', KEYS[1], ARGV[i], 1) == 0 and ARGV[i + 1] ~= '' then
-    counts['push:queued'] = (counts['push:queued'] or 0) + 1
-    local field = 'push:' .. ARGV[i + 1]
-    counts[field] = (counts[field] or 0) + 1
-    if ARGV[i + 2] ~= '' then
-      redis.call('LPUSH', KEYS[3], ARGV[i + 2])
-      dead = dead + 1
-    end
-  end
-end
-for field, k in pairs(counts) do redis.call('HINCRBY', KEYS[2], field, k) end
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-if dead > 0 then
-  if dead_max > 0 then redis.call('LTRIM', KEYS[3], 0, dead_max - 1) else redis.call('DEL', KEYS[3]) end
-end
-return dead
-",
-    )
-});
+static FINISH_STAGED: LazyLock<Script> = LazyLock::new(|| Script::new(&scripts::finish_staged()));
 
 impl RedisStore {
     pub(super) async fn put_push_stage(&self, campaign: &str, stage: &PushStage) -> Result<bool> {

@@ -1,6 +1,7 @@
 //! Push delivery: the outbox is filled by the fan-out ([`enqueue`]) and drained by the
 //! [`sender`] through the configured [`providers`].
 
+pub mod answer;
 pub mod enqueue;
 pub mod gate;
 pub mod providers;

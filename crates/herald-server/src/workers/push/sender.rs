@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{Device, Notification};
+use herald_push::PushMessage;
 use herald_push::config::PushConfig;
-use herald_push::retry::{RetryDecision, after_failure};
-use herald_push::{PushMessage, SendResult};
 use herald_store::{PushOutcome, PushTask, SendStatus, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::answer::{self, Settled, result_label};
 use super::providers::Providers;
 
 /// A notification as the sender needs it, loaded once per batch.
@@ -200,66 +200,15 @@ async fn send(
                 Some("device removed before the send".into()),
             );
         };
-        match providers.provider(device.platform) {
-            Some(provider) => {
-                let _slot = provider.ready(task.lane).await;
-                (
-                    device.platform.as_str(),
-                    provider.outlet.send(&item.message, &device, dry_run).await,
-                )
-            }
-            None if dry_run => (device.platform.as_str(), SendResult::DryRun),
-            None => {
-                return done(
-                    task,
-                    SendStatus::Failed,
-                    Some(format!("{} is not configured", device.platform.as_str())),
-                );
-            }
-        }
+        let result = answer::to_device(providers, &item.message, &device, task.lane, dry_run).await;
+        (device.platform.as_str(), result)
     };
     metrics::counter!("herald_push_sends_total", "provider" => label, "result" => result_label(&result))
         .increment(1);
     super::stats::record(label, &result);
-    match result {
-        SendResult::Sent => done(task, SendStatus::Sent, None),
-        SendResult::DryRun => done(task, SendStatus::DryRun, None),
-        SendResult::Fail { reason } => done(task, SendStatus::Failed, Some(reason)),
-        SendResult::Prune { reason } => {
-            if let Some(id) = task.device_id()
-                && let Err(e) = store.prune_device(id).await
-            {
-                tracing::warn!(error = %e, "could not remove a dead device");
-            }
-            done(task, SendStatus::Pruned, Some(reason))
-        }
-        SendResult::Retry { reason, after } => {
-            match after_failure(&providers.retry, task.attempt + 1, after) {
-                RetryDecision::RetryAfter(delay) => {
-                    tracing::debug!(%reason, ?delay, attempt = task.attempt + 1, "send will be retried");
-                    let due_ms = herald_core::time::now_ms() + delay.as_millis() as i64;
-                    PushOutcome::Retry { task, due_ms }
-                }
-                RetryDecision::GiveUp => {
-                    let attempts = task.attempt + 1;
-                    done(
-                        task,
-                        SendStatus::Failed,
-                        Some(format!("{reason} (gave up after {attempts} attempts)")),
-                    )
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn result_label(result: &SendResult) -> &'static str {
-    match result {
-        SendResult::Sent => "sent",
-        SendResult::DryRun => "dry_run",
-        SendResult::Retry { .. } => "retry",
-        SendResult::Prune { .. } => "pruned",
-        SendResult::Fail { .. } => "failed",
+    match answer::settle(store, providers, task.device_id(), task.attempt, result).await {
+        Settled::Done(status, reason) => done(task, status, reason),
+        Settled::Retry { due_ms } => PushOutcome::Retry { task, due_ms },
     }
 }
 
