@@ -227,13 +227,14 @@ pub async fn send_stage(
             let provider = device.platform.as_str();
             stats::record(provider, &result);
             *tally.entry((provider, result_label(&result))).or_default() += 1;
-            // A first attempt: a retry goes on from the outbox as its second.
-            let task = PushTask::device(&n.id, &device.id, &device.user, n.priority);
+            // Built only for a dead letter or a retry (a retry goes on from the outbox as the
+            // second attempt).
+            let task = || PushTask::device(&n.id, &device.id, &device.user, n.priority);
             let settled = answer::settle(&*store, &providers, Some(&device.id), 0, result).await;
             let (status, letter) = match settled {
                 Settled::Done(status, reason) => {
                     let letter = (status == SendStatus::Failed).then(|| {
-                        DeadLetter::of(&task, reason.as_deref(), herald_core::time::now_ms())
+                        DeadLetter::of(&task(), reason.as_deref(), herald_core::time::now_ms())
                     });
                     (Some(status), letter)
                 }
@@ -241,7 +242,7 @@ pub async fn send_stage(
                     retries.push(PushTask {
                         attempt: 1,
                         due_ms,
-                        ..task
+                        ..task()
                     });
                     (None, None)
                 }
