@@ -153,6 +153,10 @@ pub struct Campaign {
     /// see `Store::stage_push`).
     #[serde(default)]
     pub push_staged: u64,
+    /// The push stages were deleted, once the campaign ended (they are worth their space only
+    /// while it may send).
+    #[serde(default)]
+    pub stages_dropped: bool,
 }
 
 impl CampaignRequest {
@@ -225,6 +229,7 @@ impl CampaignRequest {
             staged: 0,
             members_dropped: false,
             push_staged: 0,
+            stages_dropped: false,
         }
     }
 }

@@ -110,7 +110,7 @@ macro_rules! storage_contract_tests {
             concurrent_uploads_never_share_a_position,
             dropped_recipient_lists_keep_their_count,
             shared_campaign_entries_reach_only_listed_users,
-            push_stages_are_kept_once_and_count_each_send_once,
+            push_stages_are_kept_once_count_each_send_once_and_are_dropped,
             device_owners_are_walked_in_id_order,
             channel_messages_get_positions_in_order,
             channel_history_is_trimmed_by_count,

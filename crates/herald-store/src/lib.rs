@@ -259,7 +259,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a slice of a campaign's push sends, resolved ahead of its send, unless one
     /// starting at `stage.from` is stored already (a stage never changes once stored, so the
     /// progress of its sends keeps meaning the same sends). True if this call stored it.
-    /// [`drop_recipients`](Self::drop_recipients) deletes a campaign's stages.
+    /// [`drop_recipients`](Self::drop_recipients) and
+    /// [`drop_push_stages`](Self::drop_push_stages) delete a campaign's stages.
     async fn stage_push(&self, campaign: &str, stage: &PushStage) -> Result<bool>;
 
     /// The stage starting at audience position `from`, and which of its sends are finished.
@@ -279,6 +280,10 @@ pub trait Store: Send + Sync + 'static {
         notification: &str,
         outcomes: &[StagedOutcome],
     ) -> Result<()>;
+
+    /// Deletes a campaign's push stages and their progress. For ended campaigns only: a stage
+    /// staged again after this would send its users again.
+    async fn drop_push_stages(&self, campaign: &str) -> Result<()>;
 
     /// Users with at least one device, in id order, after `after`: a push to everyone.
     async fn device_owners(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;

@@ -645,11 +645,12 @@ async fn a_list_campaigns_shared_entry_respects_lists_and_preferences(engine: En
 }
 
 async fn a_staged_campaigns_push_follows_policy_and_provider_answers(engine: Engine) {
+    // Ended campaigns are looked at every second.
     let Env {
         server,
         fakes,
         redis: _redis,
-    } = start(engine, "").await;
+    } = start(engine, "[workers]\ncampaign_recipients_keep_seconds = 1\n").await;
     let users: Vec<String> = (0..40).map(|i| format!("stg{i:02}")).collect();
     devices(&server, &users).await;
     // stg00 turned push off, stg01 is in quiet hours until 6 s from now (past send_at),
@@ -733,4 +734,11 @@ async fn a_staged_campaigns_push_follows_policy_and_provider_answers(engine: Eng
         Some(0),
         "{devices}"
     );
+    // Ended, its stages go (the deferred send was in the outbox since send_at); the report stays.
+    let c = campaign_until(&server, &id, "the stages' deletion", |c| {
+        c["stages_dropped"] == true
+    })
+    .await;
+    assert_eq!(c["push_staged"], 40, "{c}");
+    assert_eq!(c["channels"]["push"]["sent"], 38, "{c}");
 }

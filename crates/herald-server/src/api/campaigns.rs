@@ -55,6 +55,8 @@ pub struct CampaignView {
     /// Recipients whose push sends were resolved before `send_at` (preferences judged, devices
     /// looked up), so that at `send_at` they are only sent.
     pub push_staged: u64,
+    /// The push stages were deleted, within a minute of the campaign's end.
+    pub stages_dropped: bool,
     /// Audience lines that were not user ids, in all uploads, and the first of them.
     pub malformed: u64,
     pub malformed_lines: Vec<MalformedLine>,
@@ -165,6 +167,7 @@ async fn view(state: &AppState, c: Campaign) -> ApiResult<CampaignView> {
         notification: c.notification,
         done: c.done,
         push_staged: c.push_staged,
+        stages_dropped: c.stages_dropped,
         malformed: c.malformed,
         malformed_lines: c.malformed_lines,
         duplicates: c.duplicates,

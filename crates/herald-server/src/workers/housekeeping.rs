@@ -59,7 +59,7 @@ pub async fn run(
         since_cleanup += Duration::from_secs(1);
         if since_cleanup >= cleanup_every {
             since_cleanup = Duration::ZERO;
-            if let Err(e) = drop_ended_recipient_lists(&*store, keep_recipients).await {
+            if let Err(e) = drop_ended_campaign_data(&*store, keep_recipients).await {
                 tracing::warn!(error = %e, "dropping ended campaigns' recipient lists failed; will retry");
             }
         }
@@ -89,11 +89,12 @@ pub async fn run(
     }
 }
 
-/// Deletes the uploaded recipient lists of campaigns that ended more than `keep` ago (a list of
-/// millions is worth its disk only while it may be sent), and marks them so. A campaign with a
+/// Deletes the push stages of ended campaigns, and the uploaded recipient lists of those that
+/// ended more than `keep` ago (a list of millions is worth its disk only while it may be sent),
+/// and marks them so. A campaign with a
 /// shared entry keeps who is listed while that entry is in the global feed (it is shown through
 /// the list), and loses it at the first round after the entry left.
-async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result<(), StoreError> {
+async fn drop_ended_campaign_data(store: &dyn Store, keep: Duration) -> Result<(), StoreError> {
     let now = herald_core::time::now_ms();
     let mut before: Option<String> = None;
     loop {
@@ -109,17 +110,25 @@ async fn drop_ended_recipient_lists(store: &dyn Store, keep: Duration) -> Result
                     Some(id) => store.global_entry(id).await?.is_some(),
                     None => false,
                 };
-            if let Some(keep_members) = list_to_drop(&campaign, keep, now, in_feed) {
-                store.drop_recipients(&campaign.id, keep_members).await?;
-                let marked = Campaign {
-                    recipients_dropped: true,
-                    members_dropped: !keep_members,
-                    ..campaign
-                };
-                // Lost to a concurrent change: the next round drops (idempotently) and marks.
-                store.update_campaign(&marked).await?;
-                tracing::info!(campaign = %marked.id, keep_members, "deleted the ended campaign's recipient list");
+            let list = list_to_drop(&campaign, keep, now, in_feed);
+            let stages = stages_to_drop(&campaign);
+            if list.is_none() && !stages {
+                continue;
             }
+            let mut marked = campaign.clone();
+            if stages {
+                store.drop_push_stages(&campaign.id).await?;
+                marked.stages_dropped = true;
+                tracing::info!(campaign = %campaign.id, staged = campaign.push_staged, "deleted the ended campaign's push stages");
+            }
+            if let Some(keep_members) = list {
+                store.drop_recipients(&campaign.id, keep_members).await?;
+                marked.recipients_dropped = true;
+                marked.members_dropped = !keep_members;
+                tracing::info!(campaign = %campaign.id, keep_members, "deleted the ended campaign's recipient list");
+            }
+            // Lost to a concurrent change: the next round drops (idempotently) and marks.
+            store.update_campaign(&marked).await?;
         }
     }
 }
@@ -133,6 +142,12 @@ fn list_to_drop(c: &Campaign, keep: Duration, now_ms: i64, in_feed: bool) -> Opt
     }
     let members_left = c.recipients_dropped && c.shared && !c.members_dropped;
     (members_left && !in_feed).then_some(false)
+}
+
+/// Whether to delete a campaign's push stages now: they are worth their space (a device each
+/// send) only until it ended.
+fn stages_to_drop(c: &Campaign) -> bool {
+    c.state.is_final() && c.push_staged > 0 && !c.stages_dropped
 }
 
 fn due_for_drop(c: &Campaign, keep: Duration, now_ms: i64) -> bool {
@@ -204,5 +219,25 @@ mod tests {
             ..ended(true)
         };
         assert_eq!(list_to_drop(&sending, keep, 99_000, false), None);
+    }
+
+    #[test]
+    fn stages_go_as_soon_as_the_campaign_ended_and_only_once() {
+        let staged = Campaign {
+            push_staged: 4096,
+            ..ended(false)
+        };
+        assert!(stages_to_drop(&staged));
+        assert!(!stages_to_drop(&ended(false)), "nothing was staged");
+        let sending = Campaign {
+            state: CampaignState::Sending,
+            ..staged.clone()
+        };
+        assert!(!stages_to_drop(&sending), "still sending from them");
+        let dropped = Campaign {
+            stages_dropped: true,
+            ..staged
+        };
+        assert!(!stages_to_drop(&dropped));
     }
 }

@@ -437,7 +437,7 @@ pub async fn shared_campaign_entries_reach_only_listed_users<H: Harness, F: Futu
     assert!(listed(&*store, "amy").await == 0);
 }
 
-pub async fn push_stages_are_kept_once_and_count_each_send_once<
+pub async fn push_stages_are_kept_once_count_each_send_once_and_are_dropped<
     H: Harness,
     F: Future<Output = H>,
 >(
@@ -539,7 +539,20 @@ pub async fn push_stages_are_kept_once_and_count_each_send_once<
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead, [letter_for(&n.id, &sends[2].id)]);
 
-    // The stages go with the list.
+    // Once the campaign ended, its stages and their progress go; another campaign's stay,
+    // even one whose id starts with this one's.
+    let mut longer = campaign("longer");
+    longer.id = format!("{}0", c.id);
+    assert!(store.stage_push(&longer.id, &stage).await.unwrap());
+    store.drop_push_stages(&c.id).await.unwrap();
+    assert!(store.push_stage(&c.id, 4096).await.unwrap().is_none());
+    assert!(store.push_stage(&longer.id, 4096).await.unwrap().is_some());
+    // No progress is left behind for a stage stored there again.
+    assert!(store.stage_push(&c.id, &stage).await.unwrap());
+    let (_, progress) = store.push_stage(&c.id, 4096).await.unwrap().unwrap();
+    assert_eq!(progress.count(), 0);
+
+    // The stages go with the list too.
     store.drop_recipients(&c.id, false).await.unwrap();
     assert!(store.push_stage(&c.id, 4096).await.unwrap().is_none());
 }

@@ -510,6 +510,16 @@ impl Store for EmbeddedStore {
         stages::get(&self.keyspaces[PUSH_STAGES], campaign, from)
     }
 
+    async fn drop_push_stages(&self, campaign: &str) -> Result<()> {
+        let (db, keyspaces, campaign) =
+            (self.db.clone(), self.keyspaces.clone(), campaign.to_owned());
+        tokio::task::spawn_blocking(move || {
+            stages::drop_all(&db, &keyspaces[PUSH_STAGES], &campaign)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("stage drop task: {e}")))?
+    }
+
     async fn finish_staged(
         &self,
         campaign: &str,

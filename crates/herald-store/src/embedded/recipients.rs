@@ -96,7 +96,6 @@ pub fn drop_list(
     campaign: &str,
     keep_members: bool,
 ) -> Result<()> {
-    const SLICE: usize = 10_000;
     let mut prefix = campaign.as_bytes().to_vec();
     prefix.push(0);
     let lists: &[usize] = if keep_members {
@@ -105,24 +104,29 @@ pub fn drop_list(
         &[RECIPIENTS, RECIPIENT_POSITIONS, PUSH_STAGES]
     };
     for &index in lists {
-        let keyspace = &keyspaces[index];
-        loop {
-            let keys: Vec<_> = keyspace
-                .prefix(&prefix)
-                .take(SLICE)
-                .map(|g| g.key().map_err(backend))
-                .collect::<Result<_>>()?;
-            if keys.is_empty() {
-                break;
-            }
-            let mut batch = db.batch();
-            for key in &keys {
-                batch.remove(keyspace, key.to_vec());
-            }
-            batch.commit().map_err(backend)?;
-        }
+        drop_prefix(db, &keyspaces[index], &prefix)?;
     }
     Ok(())
+}
+
+/// Deletes every key under `prefix`, in slices, so millions never sit in one write batch.
+pub fn drop_prefix(db: &fjall::Database, keyspace: &Keyspace, prefix: &[u8]) -> Result<()> {
+    const SLICE: usize = 10_000;
+    loop {
+        let keys: Vec<_> = keyspace
+            .prefix(prefix)
+            .take(SLICE)
+            .map(|g| g.key().map_err(backend))
+            .collect::<Result<_>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = db.batch();
+        for key in &keys {
+            batch.remove(keyspace, key.to_vec());
+        }
+        batch.commit().map_err(backend)?;
+    }
 }
 
 pub fn count(keyspace: &Keyspace, campaign: &str) -> Result<u64> {

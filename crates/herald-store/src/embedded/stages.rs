@@ -1,6 +1,6 @@
 //! Campaign push stages in the embedded engine: `push_stages` maps `campaign \0 from` (big
 //! endian) to the stage's JSON and `campaign \0 from p` to its progress bitmap, so a campaign's
-//! stages are one prefix, dropped with its list.
+//! stages are one prefix, dropped once it ended.
 
 use fjall::Keyspace;
 
@@ -45,6 +45,14 @@ pub fn get(
         .map(|bits| StagedProgress(bits.to_vec()))
         .unwrap_or_default();
     Ok(Some((from_json(&raw)?, progress)))
+}
+
+/// Deletes every stage of `campaign` and its progress. Outside the writer thread: nothing
+/// writes the stages of an ended campaign.
+pub fn drop_all(db: &fjall::Database, keyspace: &Keyspace, campaign: &str) -> Result<()> {
+    let mut prefix = campaign.as_bytes().to_vec();
+    prefix.push(0);
+    super::recipients::drop_prefix(db, keyspace, &prefix)
 }
 
 /// Marks the outcomes' sends finished; counts and keeps dead letters for those not finished

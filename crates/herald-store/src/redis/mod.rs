@@ -1217,6 +1217,10 @@ impl Store for RedisStore {
         self.get_push_stage(campaign, from).await
     }
 
+    async fn drop_push_stages(&self, campaign: &str) -> Result<()> {
+        self.drop_stages(campaign).await
+    }
+
     async fn finish_staged(
         &self,
         campaign: &str,

@@ -1,8 +1,9 @@
 //! Campaign push stages on Redis: a campaign's stages are one HASH on its slot
-//! (`{c:ID}:ps`, first position → stage JSON, set once with `HSETNX`), dropped with its list;
+//! (`{c:ID}:ps`, first position → stage JSON, set once with `HSETNX`), dropped once it ended;
 //! a stage's progress is a bitmap on the outbox slot (`{q}:push:stage:ID:FROM`), next to the
 //! delivery report and the dead letters, so recording outcomes is one atomic script on a
-//! Cluster too. The bitmaps expire with the notification's retention.
+//! Cluster too. The bitmaps are dropped with the stages, or expire with the notification's
+//! retention.
 
 use std::sync::LazyLock;
 
@@ -48,6 +49,33 @@ impl RedisStore {
             .await
             .map_err(backend)?;
         Ok(Some((stage, StagedProgress(bits.unwrap_or_default()))))
+    }
+
+    pub(super) async fn drop_stages(&self, campaign: &str) -> Result<()> {
+        let stages = keys::campaign_push_stages(campaign);
+        let froms: Vec<u64> = ::redis::cmd("HKEYS")
+            .arg(&stages)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        // The bitmaps share the outbox slot: one call per slice, on a Cluster too.
+        for slice in froms.chunks(512) {
+            let bitmaps: Vec<String> = slice
+                .iter()
+                .map(|&from| keys::push_stage_progress(campaign, from))
+                .collect();
+            ::redis::cmd("UNLINK")
+                .arg(bitmaps)
+                .query_async::<u64>(&mut self.conn())
+                .await
+                .map_err(backend)?;
+        }
+        ::redis::cmd("UNLINK")
+            .arg(stages)
+            .query_async::<u64>(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     pub(super) async fn record_staged(
