@@ -78,7 +78,7 @@ enum Register {
 }
 
 /// User ids are this and a number, `0..N`.
-const USER_PREFIX: &str = "user";
+pub const USER_PREFIX: &str = "user";
 /// FCM tokens are this and the user's number (the length of push.rs's tokens).
 const TOKEN_PREFIX: &str = "bench-token-";
 /// Concurrent `register_device` calls into the store.
@@ -1052,7 +1052,7 @@ impl Api {
 
     /// Streams the ids `user0..user{n-1}`, one a line, as a chunked `text/plain` body made as
     /// it goes; returns the server's upload report.
-    async fn upload(&self, id: &str, n: u64) -> Result<Value, String> {
+    pub async fn upload(&self, id: &str, n: u64) -> Result<Value, String> {
         let fail = |e: std::io::Error| format!("PUT /v1/campaigns/{id}/recipients: {e}");
         let mut stream = tokio::net::TcpStream::connect(self.addr)
             .await

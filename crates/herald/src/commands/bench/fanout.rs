@@ -2,7 +2,13 @@
 //! Cluster), next to `redis-benchmark -P 64 -t zadd` on the same server (`--cluster`: on the
 //! same masters) in the same run, and the Redis memory each user and each inbox entry costs.
 //!
-//! Point it at a scratch Redis: it adds keys (users, a topic, `myzset` from redis-benchmark).
+//! Two audiences: the subscribers of a topic (an inbox entry written per user), or an uploaded
+//! list (`--audience list`: a list campaign started by hand, whose inbox entry is one shared
+//! entry for the whole list, shown through who is listed; the time runs from the start, so it
+//! includes judging every listed user's preferences).
+//!
+//! Point it at a scratch Redis: it adds keys (users, a topic or campaigns, `myzset` from
+//! redis-benchmark).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,21 +16,34 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::Out;
+use super::api::Api;
+use super::campaign::USER_PREFIX;
 use super::publish::drain;
 use super::server::Server;
 use crate::commands::http::Connection;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Recipients (subscribers of one topic).
+    /// Recipients (subscribers of one topic, or listed users).
     #[arg(long, default_value_t = 100_000)]
     pub users: u64,
+    /// Who hears the notification.
+    #[arg(long, value_enum, default_value_t = Audience::Topic)]
+    pub audience: Audience,
     /// The Redis to use, e.g. redis://127.0.0.1:6379 or redis+cluster://host:port,host:port.
     #[arg(long)]
     pub redis: String,
     /// Longest wait for the fan-out, in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Audience {
+    /// The subscribers of one topic: `POST /v1/notifications` to the topic.
+    Topic,
+    /// An uploaded list: a list campaign, started by hand.
+    List,
 }
 
 /// The `host`/`port` pairs a URL names (one server, or the seed nodes of a cluster).
@@ -127,6 +146,9 @@ async fn post(
 }
 
 pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
+    if args.audience == Audience::List {
+        return run_list(args, out).await;
+    }
     out.line(format!(
         "fanout: one notification to {} topic subscribers on {}",
         args.users, args.redis
@@ -207,6 +229,118 @@ pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
         "ratio_to_reference": rates.iter().map(|r| r / reference).collect::<Vec<_>>(),
         "bytes_per_user_first_entry": per_user,
         "bytes_per_further_entry": per_entry,
+        "server": stopped,
+    }))
+}
+
+/// One list campaign's inbox entry to `args.users` listed users, twice (a second campaign to the
+/// same list), each from its start until the last listed user's inbox shows it.
+async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
+    let n = args.users;
+    out.line(format!(
+        "fanout: one list campaign's inbox entry to {n} listed users on {}",
+        args.redis
+    ));
+    let reference = reference_zadd(&args.redis, n.max(100_000))?;
+    out.line(format!(
+        "  reference: redis-benchmark -P 64 -t zadd: {reference:.0} ZADD/s"
+    ));
+    let server = Server::start_with_env(&[
+        ("HERALD_REDIS_URL", &args.redis),
+        ("HERALD_NODE_ID", "bench"),
+    ])
+    .await?;
+    let api = Api {
+        addr: server.addr,
+        key: server.api_key.clone(),
+    };
+    let mut conn = api.connect().await?;
+    let timeout = Duration::from_secs(args.timeout);
+    let mut memory = vec![used_memory(&args.redis)?];
+    let mut rounds = Vec::new();
+    for round in 1..=2u64 {
+        let title = format!("list fan-out {round}");
+        let request = json!({"name": title, "message": {"title": title, "channels": ["inbox"]}});
+        let created = api
+            .call(
+                &mut conn,
+                "POST",
+                "/v1/campaigns",
+                Some(request.to_string().as_bytes()),
+                201,
+            )
+            .await?;
+        let id = created["id"]
+            .as_str()
+            .ok_or_else(|| format!("the campaign answer has no id: {created}"))?
+            .to_owned();
+        let started = Instant::now();
+        let uploaded = api.upload(&id, n).await?;
+        let upload_s = started.elapsed().as_secs_f64();
+        if uploaded["recipients"].as_u64() != Some(n) {
+            return Err(format!("the upload listed not {n}: {uploaded}"));
+        }
+        memory.push(used_memory(&args.redis)?);
+
+        let since = Instant::now();
+        api.call(
+            &mut conn,
+            "POST",
+            &format!("/v1/campaigns/{id}/start"),
+            None,
+            200,
+        )
+        .await?;
+        let view = format!("/v1/campaigns/{id}");
+        let last_inbox = format!("/v1/users/{USER_PREFIX}{}/notifications?limit=1", n - 1);
+        let (took, delivered) = loop {
+            let c = api.call(&mut conn, "GET", &view, None, 200).await?;
+            let delivered = c["channels"]["inbox"]["delivered"].as_u64().unwrap_or(0);
+            if c["state"] == "completed" && delivered >= n {
+                let inbox = api.call(&mut conn, "GET", &last_inbox, None, 200).await?;
+                if inbox["items"][0]["title"] == title.as_str() {
+                    break (since.elapsed(), delivered);
+                }
+            }
+            if since.elapsed() > timeout {
+                return Err(format!(
+                    "list fan-out {round} incomplete after {timeout:?}: {c}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        memory.push(used_memory(&args.redis)?);
+        let rate = n as f64 / took.as_secs_f64();
+        out.line(format!(
+            "  list fan-out {round}: upload {upload_s:.2} s ({:.0} ids/s = {:.3}× the reference); from the start, {delivered} entries in {:.3} s = {rate:.0} entries/s ({:.2}× the ZADD reference)",
+            n as f64 / upload_s,
+            n as f64 / upload_s / reference,
+            took.as_secs_f64(),
+            rate / reference
+        ));
+        rounds.push(json!({
+            "upload_s": upload_s,
+            "upload_ids_per_s": n as f64 / upload_s,
+            "fanout_s": took.as_secs_f64(),
+            "entries_per_s": rate,
+            "ratio_to_reference": rate / reference,
+            "bytes_per_listed_user": memory[memory.len() - 2].saturating_sub(memory[memory.len() - 3]) as f64 / n as f64,
+            "bytes_at_send": memory[memory.len() - 1] as i64 - memory[memory.len() - 2] as i64,
+        }));
+    }
+    let per_listed = (memory[1].saturating_sub(memory[0])) as f64 / n as f64;
+    let at_send = memory[2] as i64 - memory[1] as i64;
+    out.line(format!(
+        "  redis memory: the list {per_listed:.0} B per listed user (order and membership, until the list is dropped); the send {at_send} B in all"
+    ));
+    let stopped = server.stop(out).await;
+    Ok(json!({
+        "benchmark": "fanout",
+        "audience": "list",
+        "users": n,
+        "redis": args.redis,
+        "reference_zadd_per_s": reference,
+        "rounds": rounds,
         "server": stopped,
     }))
 }
