@@ -20,6 +20,7 @@ mod global;
 mod keys;
 mod outbox;
 mod owners;
+mod per_master;
 mod policy;
 mod recipients;
 mod scripts;
@@ -99,6 +100,8 @@ pub struct RedisStore {
     /// Own unfinished jobs from a previous run are read back before new ones.
     own_pending_done: AtomicBool,
     last_claim_ms: AtomicI64,
+    /// On a Cluster: which master serves each slot, for reads pipelined per master.
+    slot_owners: per_master::SlotOwnersCache,
 }
 
 /// A user's meta hash fields (s, u, rm, f, gm) and their global read/archive states.
@@ -218,6 +221,7 @@ impl RedisStore {
             live_enabled,
             own_pending_done: AtomicBool::new(false),
             last_claim_ms: AtomicI64::new(0),
+            slot_owners: per_master::SlotOwnersCache::default(),
         })
     }
 
@@ -454,8 +458,6 @@ impl RedisStore {
     }
 }
 
-/// A notification's JSON for live events, without its recipient list: a notification to 10,000
-/// listed users would otherwise carry the list in every one of its 10,000 script calls.
 /// Most users one delivery script serves: a few milliseconds of Redis time.
 const DELIVER_BATCH: usize = 128;
 /// Users whose delivery scripts are in flight at once, per `deliver` call.
@@ -467,6 +469,35 @@ fn user_slot(user: &str) -> u16 {
 }
 
 impl RedisStore {
+    /// One `deliver_many` script call (`keys` of its words are keys).
+    async fn deliver_call(
+        &self,
+        keys: usize,
+        words: &[String],
+    ) -> ::redis::RedisResult<Vec<Value>> {
+        let mut conn = self.conn();
+        let sha = ::redis::cmd("EVALSHA")
+            .arg(self.scripts.deliver_many.get_hash())
+            .arg(keys)
+            .arg(words)
+            .query_async::<Vec<Value>>(&mut conn)
+            .await;
+        match sha {
+            // Not cached on that server yet (a restart, a new shard): send it once.
+            Err(e)
+                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) =>
+            {
+                ::redis::cmd("EVAL")
+                    .arg(&self.scripts.deliver_many_source)
+                    .arg(keys)
+                    .arg(words)
+                    .query_async(&mut conn)
+                    .await
+            }
+            other => other,
+        }
+    }
+
     /// Deliveries grouped into script calls: one notification and flags per call, at most
     /// [`DELIVER_BATCH`] users, and on a Cluster one slot (a script's keys must share it).
     /// Each user appears once per call, so a repeated user goes to a later call.
@@ -491,6 +522,8 @@ impl RedisStore {
     }
 }
 
+/// A notification's JSON for live events, without its recipient list: a notification to 10,000
+/// listed users would otherwise carry the list in every one of its 10,000 script calls.
 fn live_content(n: &Notification) -> Result<Arc<str>> {
     let content = Notification {
         id: n.id.clone(),
@@ -704,43 +737,40 @@ impl Store for RedisStore {
                 (batch.len() * 3, words)
             })
             .collect();
-        // About the same number of users in flight whatever the batches hold: on a Cluster a
-        // fan-out's users rarely share a slot, so its batches are mostly of one user each.
-        let in_flight = (IN_FLIGHT_USERS * batches.len() / deliveries.len()).clamp(1, CONCURRENCY);
-        let script = &self.scripts.deliver_many;
-        let replies: Vec<Vec<Value>> = stream::iter(calls)
-            .map(|(keys, words)| {
-                let mut conn = self.conn();
-                async move {
-                    let sha = ::redis::cmd("EVALSHA")
-                        .arg(script.get_hash())
-                        .arg(keys)
-                        .arg(&words)
-                        .query_async::<Vec<Value>>(&mut conn)
-                        .await;
-                    match sha {
-                        // Not cached on that server yet (a restart, a new shard): send it once.
-                        Err(e)
-                            if e.kind()
-                                == ::redis::ErrorKind::Server(
-                                    ::redis::ServerErrorKind::NoScript,
-                                ) =>
-                        {
-                            ::redis::cmd("EVAL")
-                                .arg(&self.scripts.deliver_many_source)
-                                .arg(keys)
-                                .arg(&words)
-                                .query_async(&mut conn)
-                                .await
-                        }
-                        other => other,
-                    }
-                }
-            })
-            .buffered(in_flight)
-            .try_collect()
-            .await
-            .map_err(backend)?;
+        let replies: Vec<Vec<Value>> = if matches!(self.conn, Conn::Cluster(_)) {
+            // A fan-out's users rarely share a slot, so its batches are mostly of one user
+            // each: they go pipelined per master, and what was answered with an error (a
+            // script not cached there yet, a slot that moved) goes again the ordinary way.
+            let hash = self.scripts.deliver_many.get_hash();
+            let commands = calls
+                .iter()
+                .zip(&batches)
+                .map(|((keys, words), batch)| {
+                    let mut call = ::redis::cmd("EVALSHA");
+                    call.arg(hash).arg(keys).arg(words);
+                    (user_slot(&deliveries[batch[0]].user), call)
+                })
+                .collect();
+            let answers = self.per_master(commands).await?;
+            let mut replies = Vec::with_capacity(calls.len());
+            for ((keys, words), answer) in calls.iter().zip(answers) {
+                replies.push(match answer {
+                    Some(Value::Array(parts)) => parts,
+                    Some(Value::Nil) => Vec::new(),
+                    _ => self.deliver_call(*keys, words).await.map_err(backend)?,
+                });
+            }
+            replies
+        } else {
+            let in_flight =
+                (IN_FLIGHT_USERS * batches.len() / deliveries.len()).clamp(1, CONCURRENCY);
+            stream::iter(0..calls.len())
+                .map(|i| self.deliver_call(calls[i].0, &calls[i].1))
+                .buffered(in_flight)
+                .try_collect()
+                .await
+                .map_err(backend)?
+        };
         let mut answers: Vec<Option<Value>> = vec![None; deliveries.len()];
         for (batch, reply) in batches.iter().zip(replies) {
             for (&i, answer) in batch.iter().zip(reply) {

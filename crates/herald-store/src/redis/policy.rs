@@ -136,24 +136,13 @@ impl RedisStore {
             .map_err(backend)
     }
 
-    /// One MGET, which the Cluster client splits per slot and answers in key order.
+    /// One MGET, or on a Cluster one pipeline per master.
     pub(super) async fn preferences_of_users(
         &self,
         users: &[String],
     ) -> Result<Vec<Option<Preferences>>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let stored: Vec<Option<String>> = ::redis::cmd("MGET")
-            .arg(
-                users
-                    .iter()
-                    .map(|u| keys::user_preferences(u))
-                    .collect::<Vec<_>>(),
-            )
-            .query_async(&mut self.conn())
-            .await
-            .map_err(backend)?;
+        let keys: Vec<String> = users.iter().map(|u| keys::user_preferences(u)).collect();
+        let stored = self.get_many(&keys).await?;
         stored
             .into_iter()
             .map(|json| {

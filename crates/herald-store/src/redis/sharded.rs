@@ -100,7 +100,7 @@ pub fn with_spublish(source: &str) -> String {
 }
 
 /// Slot ranges (inclusive) by the address of the master that serves them.
-type SlotMap = BTreeMap<(String, u16), Vec<(u16, u16)>>;
+pub type SlotMap = BTreeMap<(String, u16), Vec<(u16, u16)>>;
 
 /// One shard message, or why the subscriptions must be built again.
 pub enum Event {
@@ -157,7 +157,7 @@ fn protocol_error(what: &str) -> RedisError {
 
 /// Parses `CLUSTER SLOTS`: per range its first and last slot, then the master (host, port, …)
 /// and its replicas. An empty host means the node that answered.
-fn parse_slots(reply: Value, asked: &str) -> RedisResult<SlotMap> {
+pub fn parse_slots(reply: Value, asked: &str) -> RedisResult<SlotMap> {
     let Value::Array(ranges) = reply else {
         return Err(protocol_error("not an array"));
     };
