@@ -43,4 +43,25 @@ impl Api {
         }
         serde_json::from_slice(&response.body).map_err(|e| format!("{method} {path}: {e}"))
     }
+
+    /// `POST /v1/campaigns` with `request`; the new campaign's id.
+    pub async fn create_campaign(
+        &self,
+        conn: &mut Connection,
+        request: &Value,
+    ) -> Result<String, String> {
+        let answer = self
+            .call(
+                conn,
+                "POST",
+                "/v1/campaigns",
+                Some(request.to_string().as_bytes()),
+                201,
+            )
+            .await?;
+        answer["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the campaign answer has no id: {answer}"))
+    }
 }

@@ -221,19 +221,7 @@ pub async fn run(args: Args, out: Out) -> Result<Value, String> {
         },
         "send_at": herald_core::time::rfc3339_ms(send_at_ms),
     });
-    let answer = api
-        .call(
-            &mut conn,
-            "POST",
-            "/v1/campaigns",
-            Some(request.to_string().as_bytes()),
-            201,
-        )
-        .await?;
-    let id = answer["id"]
-        .as_str()
-        .ok_or_else(|| format!("the campaign answer has no id: {answer}"))?
-        .to_owned();
+    let id = api.create_campaign(&mut conn, &request).await?;
 
     // The audience, streamed.
     let cpu0 = Cpu::now(server.pid);

@@ -145,6 +145,17 @@ async fn post(
     Ok(())
 }
 
+/// The ZADD reference, measured first while nothing else runs, then a server on `redis`.
+async fn reference_then_server(redis: &str, n: u64, out: &Out) -> Result<(f64, Server), String> {
+    let reference = reference_zadd(redis, n.max(100_000))?;
+    out.line(format!(
+        "  reference: redis-benchmark -P 64 -t zadd: {reference:.0} ZADD/s"
+    ));
+    let server =
+        Server::start_with_env(&[("HERALD_REDIS_URL", redis), ("HERALD_NODE_ID", "bench")]).await?;
+    Ok((reference, server))
+}
+
 pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
     if args.audience == Audience::List {
         return run_list(args, out).await;
@@ -153,15 +164,7 @@ pub async fn run(args: Args, out: Out) -> Result<serde_json::Value, String> {
         "fanout: one notification to {} topic subscribers on {}",
         args.users, args.redis
     ));
-    let reference = reference_zadd(&args.redis, args.users.max(100_000))?;
-    out.line(format!(
-        "  reference: redis-benchmark -P 64 -t zadd: {reference:.0} ZADD/s"
-    ));
-    let server = Server::start_with_env(&[
-        ("HERALD_REDIS_URL", &args.redis),
-        ("HERALD_NODE_ID", "bench"),
-    ])
-    .await?;
+    let (reference, server) = reference_then_server(&args.redis, args.users, &out).await?;
     let mut conn = Connection::open(server.addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -241,15 +244,7 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
         "fanout: one list campaign's inbox entry to {n} listed users on {}",
         args.redis
     ));
-    let reference = reference_zadd(&args.redis, n.max(100_000))?;
-    out.line(format!(
-        "  reference: redis-benchmark -P 64 -t zadd: {reference:.0} ZADD/s"
-    ));
-    let server = Server::start_with_env(&[
-        ("HERALD_REDIS_URL", &args.redis),
-        ("HERALD_NODE_ID", "bench"),
-    ])
-    .await?;
+    let (reference, server) = reference_then_server(&args.redis, n, &out).await?;
     let api = Api {
         addr: server.addr,
         key: server.api_key.clone(),
@@ -261,19 +256,7 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
     for round in 1..=2u64 {
         let title = format!("list fan-out {round}");
         let request = json!({"name": title, "message": {"title": title, "channels": ["inbox"]}});
-        let created = api
-            .call(
-                &mut conn,
-                "POST",
-                "/v1/campaigns",
-                Some(request.to_string().as_bytes()),
-                201,
-            )
-            .await?;
-        let id = created["id"]
-            .as_str()
-            .ok_or_else(|| format!("the campaign answer has no id: {created}"))?
-            .to_owned();
+        let id = api.create_campaign(&mut conn, &request).await?;
         let started = Instant::now();
         let uploaded = api.upload(&id, n).await?;
         let upload_s = started.elapsed().as_secs_f64();
