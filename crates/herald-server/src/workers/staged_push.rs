@@ -18,7 +18,7 @@ use herald_core::{Audience, Campaign, Category, Channel, Device, Notification, R
 use herald_push::{PushMessage, SendResult};
 use herald_store::{
     DeadLetter, DecisionCount, DecisionRecord, PushStage, PushTask, SendStatus, StagedOutcome,
-    StagedProgress, Store, StoreError,
+    StagedProgress, Store, StoreError, staged_device,
 };
 use tokio::sync::mpsc;
 
@@ -97,7 +97,7 @@ pub async fn stage_at(
             continue; // nobody to push to: not a decision
         };
         match p.push {
-            Verdict::Deliver => stage.sends.extend(reached.iter().cloned()),
+            Verdict::Deliver => stage.sends.extend(reached.iter().map(staged_device)),
             Verdict::Defer { until_ms } => {
                 stage.deferred.extend(reached.iter().map(|d| PushTask {
                     due_ms: until_ms,

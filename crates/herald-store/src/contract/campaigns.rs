@@ -451,7 +451,7 @@ pub async fn push_stages_are_kept_once_count_each_send_once_and_are_dropped<
     )
     .await;
     let sends: Vec<Device> = (0..20)
-        .map(|i| device(&format!("u{i}"), &format!("tok{i}"), 1_000))
+        .map(|i| staged_device(&device(&format!("u{i}"), &format!("tok{i}"), 1_000)))
         .collect();
     let deferred = vec![PushTask {
         due_ms: 1_900_000_000_000,
