@@ -60,7 +60,7 @@ pub async fn run(
         if since_cleanup >= cleanup_every {
             since_cleanup = Duration::ZERO;
             if let Err(e) = drop_ended_campaign_data(&*store, keep_recipients).await {
-                tracing::warn!(error = %e, "dropping ended campaigns' recipient lists failed; will retry");
+                tracing::warn!(error = %e, "dropping ended campaigns' stages and lists failed; will retry");
             }
         }
         since_purge += Duration::from_secs(1);
@@ -91,9 +91,9 @@ pub async fn run(
 
 /// Deletes the push stages of ended campaigns, and the uploaded recipient lists of those that
 /// ended more than `keep` ago (a list of millions is worth its disk only while it may be sent),
-/// and marks them so. A campaign with a
-/// shared entry keeps who is listed while that entry is in the global feed (it is shown through
-/// the list), and loses it at the first round after the entry left.
+/// and marks them so. A campaign with a shared entry keeps who is listed while that entry is in
+/// the global feed (it is shown through the list), and loses it at the first round after the
+/// entry left.
 async fn drop_ended_campaign_data(store: &dyn Store, keep: Duration) -> Result<(), StoreError> {
     let now = herald_core::time::now_ms();
     let mut before: Option<String> = None;
@@ -115,17 +115,17 @@ async fn drop_ended_campaign_data(store: &dyn Store, keep: Duration) -> Result<(
             if list.is_none() && !stages {
                 continue;
             }
-            let mut marked = campaign.clone();
+            let mut marked = campaign;
             if stages {
-                store.drop_push_stages(&campaign.id).await?;
+                store.drop_push_stages(&marked.id).await?;
                 marked.stages_dropped = true;
-                tracing::info!(campaign = %campaign.id, staged = campaign.push_staged, "deleted the ended campaign's push stages");
+                tracing::info!(campaign = %marked.id, staged = marked.push_staged, "deleted the ended campaign's push stages");
             }
             if let Some(keep_members) = list {
-                store.drop_recipients(&campaign.id, keep_members).await?;
+                store.drop_recipients(&marked.id, keep_members).await?;
                 marked.recipients_dropped = true;
                 marked.members_dropped = !keep_members;
-                tracing::info!(campaign = %campaign.id, keep_members, "deleted the ended campaign's recipient list");
+                tracing::info!(campaign = %marked.id, keep_members, "deleted the ended campaign's recipient list");
             }
             // Lost to a concurrent change: the next round drops (idempotently) and marks.
             store.update_campaign(&marked).await?;
