@@ -478,7 +478,8 @@ async fn an_ended_campaigns_list_is_deleted_and_its_count_kept(engine: Engine) {
     } = start(engine, "[workers]\ncampaign_recipients_keep_seconds = 1\n").await;
     let id = create(
         &server,
-        json!({"name": "short-lived list", "message": {"title": "Hi", "channels": ["inbox"]}}),
+        // Push too: started by hand, its push is staged as it is sent (nobody has a device).
+        json!({"name": "short-lived list", "message": {"title": "Hi", "channels": ["inbox", "push"]}}),
     )
     .await;
     let (status, _) = upload(&server, &id, "text/plain", "kim\nlee\nmay\n".into()).await;
@@ -491,6 +492,14 @@ async fn an_ended_campaigns_list_is_deleted_and_its_count_kept(engine: Engine) {
     })
     .await;
     assert_eq!(dropped["recipients"], 3, "the count stays in the report");
+    assert_eq!(
+        dropped["push_staged"], 0,
+        "nothing was staged before the start"
+    );
+    assert_eq!(
+        dropped["stages_dropped"], true,
+        "the stages made as it sent"
+    );
     assert_eq!(dropped["done"], 3);
     // The inbox entries stay: only the list went.
     let (_, inbox) = server.get_as("/v1/users/lee/notifications", API_KEY).await;

@@ -202,7 +202,11 @@ impl CampaignWorker {
             }
         }
         if self.stages_push(&c, &n).await? {
-            busy |= self.stage_push_next(&mut c, &n).await? == Judged::Some;
+            match self.stage_push_next(&mut c, &n).await? {
+                Judged::None => {}
+                Judged::Some => busy = true,
+                Judged::Lost => return Ok(true),
+            }
         }
         Ok(busy)
     }

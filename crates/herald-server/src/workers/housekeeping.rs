@@ -119,7 +119,7 @@ async fn drop_ended_campaign_data(store: &dyn Store, keep: Duration) -> Result<(
             if stages {
                 store.drop_push_stages(&marked.id).await?;
                 marked.stages_dropped = true;
-                tracing::info!(campaign = %marked.id, staged = marked.push_staged, "deleted the ended campaign's push stages");
+                tracing::debug!(campaign = %marked.id, "deleted the ended campaign's push stages");
             }
             if let Some(keep_members) = list {
                 store.drop_recipients(&marked.id, keep_members).await?;
@@ -145,9 +145,10 @@ fn list_to_drop(c: &Campaign, keep: Duration, now_ms: i64, in_feed: bool) -> Opt
 }
 
 /// Whether to delete a campaign's push stages now: they are worth their space (a device each
-/// send) only until it ended.
+/// send) only until it ended. Any list campaign may have some: `push_staged` counts only those
+/// made before `send_at`, not those made as it sent (started by hand, or staged late).
 fn stages_to_drop(c: &Campaign) -> bool {
-    c.state.is_final() && c.push_staged > 0 && !c.stages_dropped
+    c.state.is_final() && c.audience == Audience::List && !c.stages_dropped
 }
 
 fn due_for_drop(c: &Campaign, keep: Duration, now_ms: i64) -> bool {
@@ -228,7 +229,15 @@ mod tests {
             ..ended(false)
         };
         assert!(stages_to_drop(&staged));
-        assert!(!stages_to_drop(&ended(false)), "nothing was staged");
+        assert!(
+            stages_to_drop(&ended(false)),
+            "staged as it was sent, not before"
+        );
+        let topic = Campaign {
+            audience: Audience::Topic("news".into()),
+            ..ended(false)
+        };
+        assert!(!stages_to_drop(&topic), "only lists are staged");
         let sending = Campaign {
             state: CampaignState::Sending,
             ..staged.clone()
