@@ -14,8 +14,12 @@ use herald_store::{DecisionCount, DecisionRecord, Exclusion, Store, StoreError};
 
 use super::policy::PolicyContext;
 
-/// Listed users judged per store round trip.
+/// Listed users whose preferences are read per store request.
 pub const JUDGE_BATCH: usize = 8192;
+
+/// Reads in flight at once: a turn judges this many batches, and the campaign is checkpointed
+/// once for all of them.
+pub const JUDGE_IN_FLIGHT: usize = 4;
 
 /// Whether a campaign's inbox and live delivery can be one shared entry: an uploaded list, sent
 /// as fast as possible, with nothing that depends on each user's history (a collapse key
@@ -49,12 +53,23 @@ pub async fn judge_next(
     n: &Notification,
     published: bool,
 ) -> Result<usize, StoreError> {
-    let users = store.recipients(&c.id, c.staged, JUDGE_BATCH).await?;
+    let users = store
+        .recipients(&c.id, c.staged, JUDGE_BATCH * JUDGE_IN_FLIGHT)
+        .await?;
     if users.is_empty() {
         return Ok(0);
     }
     let category = ctx.categories.get(n.category.as_deref()).await?;
-    let prefs = store.preferences_of(&users).await?;
+    // Read in flight at once: each read's round trip overlaps the others'.
+    let prefs: Vec<_> = futures_util::future::try_join_all(
+        users
+            .chunks(JUDGE_BATCH)
+            .map(|batch| store.preferences_of(batch)),
+    )
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
     let now = herald_core::time::now_ms();
     let mut exclusions = Vec::new();
     let mut records = Vec::new();

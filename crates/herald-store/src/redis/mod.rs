@@ -737,7 +737,7 @@ impl Store for RedisStore {
                 (batch.len() * 3, words)
             })
             .collect();
-        let replies: Vec<Vec<Value>> = if matches!(self.conn, Conn::Cluster(_)) {
+        let replies: Vec<Vec<Value>> = if let Conn::Cluster(cluster) = &self.conn {
             // A fan-out's users rarely share a slot, so its batches are mostly of one user
             // each: they go pipelined per master, and what was answered with an error (a
             // script not cached there yet, a slot that moved) goes again the ordinary way.
@@ -751,7 +751,7 @@ impl Store for RedisStore {
                     (user_slot(&deliveries[batch[0]].user), call)
                 })
                 .collect();
-            let answers = self.per_master(commands).await?;
+            let answers = self.per_master(cluster, commands).await?;
             let mut replies = Vec::with_capacity(calls.len());
             for ((keys, words), answer) in calls.iter().zip(answers) {
                 replies.push(match answer {

@@ -69,15 +69,22 @@ fn groups(owners: &SlotOwners, slots: impl Iterator<Item = u16>) -> Vec<Vec<usiz
 /// Commands per pipeline: a master's share of a large batch goes as several, in flight at once.
 const PIPELINE: usize = 512;
 
+fn utf8(key: &str, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes)
+        .map_err(|e| crate::StoreError::Backend(format!("{key}: not UTF-8: {e}")))
+}
+
 impl RedisStore {
-    /// GET of every key, in order. On a Cluster one pipeline per master; elsewhere one MGET.
+    /// GET of every key, in order. On a Cluster one pipeline per master (each key a command:
+    /// a script reading a master's share in one request costs Redis ~1.9 µs a key in Lua
+    /// against ~0.2 µs for a pipelined GET, and Redis time is the scarcer); elsewhere one MGET.
     pub(super) async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        if !matches!(self.conn, super::connection::Conn::Cluster(_)) {
+        let super::connection::Conn::Cluster(cluster) = &self.conn else {
             return self.mget(keys).await;
-        }
+        };
         let commands = keys
             .iter()
             .map(|key| {
@@ -86,16 +93,12 @@ impl RedisStore {
                 (sharded::key_slot(key), get)
             })
             .collect();
-        let answers = self.per_master(commands).await?;
+        let answers = self.per_master(cluster, commands).await?;
         let mut out = Vec::with_capacity(keys.len());
         for (key, answer) in keys.iter().zip(answers) {
             let value = match answer {
                 Some(Value::Nil) => None,
-                Some(Value::BulkString(bytes)) => {
-                    Some(String::from_utf8(bytes).map_err(|e| {
-                        crate::StoreError::Backend(format!("{key}: not UTF-8: {e}"))
-                    })?)
-                }
+                Some(Value::BulkString(bytes)) => Some(utf8(key, bytes)?),
                 // Redirected (a slot moved): the ordinary way follows redirects.
                 _ => self.mget(std::slice::from_ref(key)).await?.pop().flatten(),
             };
@@ -104,39 +107,52 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Runs single-slot commands (each with the slot of its keys) on a Cluster, pipelined per
-    /// master as the slot map says. An answer is `None` where the command must be sent again the
-    /// ordinary way: its pipeline failed, or it was answered with an error (a redirect after a
-    /// slot moved, a script not cached on that master, ...); the map is then read again.
-    pub(super) async fn per_master(&self, commands: Vec<(u16, Cmd)>) -> Result<Vec<Option<Value>>> {
-        let super::connection::Conn::Cluster(cluster) = &self.conn else {
-            return Ok(vec![None; commands.len()]);
-        };
-        let owners = match self.slot_owners.fresh() {
+    /// The slot map, read again when it is not fresh.
+    async fn slot_owners(&self, cluster: &ClusterConnection) -> Result<std::sync::Arc<SlotOwners>> {
+        Ok(match self.slot_owners.fresh() {
             Some(owners) => owners,
             None => self
                 .slot_owners
                 .put(read_owners(&mut cluster.clone()).await?),
-        };
-        let mut pipelines: Vec<(u16, Vec<usize>)> = Vec::new();
-        for group in groups(&owners, commands.iter().map(|(slot, _)| *slot)) {
+        })
+    }
+
+    /// Runs single-slot commands (each with the slot of its keys) on a Cluster, pipelined per
+    /// master as the slot map says. An answer is `None` where the command must be sent again the
+    /// ordinary way: its pipeline failed, or it was answered with an error (a redirect after a
+    /// slot moved, a script not cached on that master, ...); the map is then read again.
+    pub(super) async fn per_master(
+        &self,
+        cluster: &ClusterConnection,
+        commands: Vec<(u16, Cmd)>,
+    ) -> Result<Vec<Option<Value>>> {
+        let owners = self.slot_owners(cluster).await?;
+        let len = commands.len();
+        let groups = groups(&owners, commands.iter().map(|(slot, _)| *slot));
+        let mut commands: Vec<Option<(u16, Cmd)>> = commands.into_iter().map(Some).collect();
+        let mut pipelines: Vec<(u16, Vec<usize>, ::redis::Pipeline)> = Vec::new();
+        for group in groups {
             for chunk in group.chunks(PIPELINE) {
-                pipelines.push((commands[chunk[0]].0, chunk.to_vec()));
+                let mut pipe = ::redis::pipe();
+                let mut slot = 0;
+                for &i in chunk {
+                    let (s, cmd) = commands[i].take().expect("each command in one group");
+                    slot = s;
+                    pipe.add_command(cmd);
+                }
+                pipelines.push((slot, chunk.to_vec(), pipe));
             }
         }
-        let replies = join_all(pipelines.iter().map(|(slot, members)| {
+        let replies = join_all(pipelines.iter_mut().map(|(slot, members, pipe)| {
             let mut conn = cluster.clone();
-            let mut pipe = ::redis::pipe();
-            for &i in members {
-                pipe.add_command(commands[i].1.clone());
-            }
+            let pipe = std::mem::take(pipe);
             let route = SingleNodeRoutingInfo::SpecificNode(Route::new(*slot, SlotAddr::Master));
             async move { conn.route_pipeline(pipe, 0, members.len(), route).await }
         }))
         .await;
-        let mut out = vec![None; commands.len()];
+        let mut out = vec![None; len];
         let mut stale = false;
-        for ((_, members), reply) in pipelines.iter().zip(replies) {
+        for ((_, members, _), reply) in pipelines.iter().zip(replies) {
             match reply {
                 Ok(values) if values.len() == members.len() => {
                     for (&i, value) in members.iter().zip(values) {
