@@ -314,7 +314,7 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
     let per_listed = (memory[1].saturating_sub(memory[0])) as f64 / n as f64;
     let at_send = memory[2] as i64 - memory[1] as i64;
     out.line(format!(
-        "  redis memory: the list {per_listed:.0} B per listed user (order and membership, until the list is dropped); the send {at_send} B in all"
+        "  redis memory: the list {per_listed:.0} B per listed user (order and membership, until the list is dropped); used_memory moved by {at_send:+} B at the send (O(1): Redis's own client buffers move it by tens of KB either way)"
     ));
     let stopped = server.stop(out).await;
     Ok(json!({
