@@ -154,6 +154,20 @@ pub async fn recipients_are_listed_once_in_upload_order<H: Harness, F: Future<Ou
     assert_eq!(store.recipients(&a.id, 2, 1).await.unwrap(), list(&["cat"]));
     assert!(store.recipients(&a.id, 4, 10).await.unwrap().is_empty());
     assert!(store.add_recipients(&a.id, &[]).await.unwrap() == RecipientsAdded::default());
+
+    // One large call whose repeats lie far apart (engines may work in slices of it).
+    let c = campaign("c");
+    let mut many = users("m", 2_000);
+    many.extend(users("m", 500));
+    many.insert(1_500, "m00001".into());
+    assert_eq!(
+        store.add_recipients(&c.id, &many).await.unwrap(),
+        RecipientsAdded {
+            added: 2_000,
+            duplicates: 501
+        }
+    );
+    assert_eq!(store.recipients(&c.id, 0, 5_000).await.unwrap(), users("m", 2_000));
 }
 
 pub async fn concurrent_uploads_never_share_a_position<H: Harness, F: Future<Output = H>>(
