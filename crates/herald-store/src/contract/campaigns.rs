@@ -167,7 +167,10 @@ pub async fn recipients_are_listed_once_in_upload_order<H: Harness, F: Future<Ou
             duplicates: 501
         }
     );
-    assert_eq!(store.recipients(&c.id, 0, 5_000).await.unwrap(), users("m", 2_000));
+    assert_eq!(
+        store.recipients(&c.id, 0, 5_000).await.unwrap(),
+        users("m", 2_000)
+    );
 }
 
 pub async fn concurrent_uploads_never_share_a_position<H: Harness, F: Future<Output = H>>(

@@ -130,7 +130,9 @@ impl RedisStore {
         let len = commands.len();
         let groups = groups(&owners, commands.iter().map(|(slot, _)| *slot));
         let mut commands: Vec<Option<(u16, Cmd)>> = commands.into_iter().map(Some).collect();
-        let mut pipelines: Vec<(u16, Vec<usize>, ::redis::Pipeline)> = Vec::new();
+        // Each pipeline's command positions, and the pipeline with the slot that routes it.
+        let mut members_of: Vec<Vec<usize>> = Vec::new();
+        let mut pipelines: Vec<(u16, ::redis::Pipeline)> = Vec::new();
         for group in groups {
             for chunk in group.chunks(PIPELINE) {
                 let mut pipe = ::redis::pipe();
@@ -140,19 +142,21 @@ impl RedisStore {
                     slot = s;
                     pipe.add_command(cmd);
                 }
-                pipelines.push((slot, chunk.to_vec(), pipe));
+                members_of.push(chunk.to_vec());
+                pipelines.push((slot, pipe));
             }
         }
-        let replies = join_all(pipelines.iter_mut().map(|(slot, members, pipe)| {
-            let mut conn = cluster.clone();
-            let pipe = std::mem::take(pipe);
-            let route = SingleNodeRoutingInfo::SpecificNode(Route::new(*slot, SlotAddr::Master));
-            async move { conn.route_pipeline(pipe, 0, members.len(), route).await }
-        }))
+        let replies = join_all(pipelines.into_iter().zip(&members_of).map(
+            |((slot, pipe), members)| {
+                let mut conn = cluster.clone();
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                async move { conn.route_pipeline(pipe, 0, members.len(), route).await }
+            },
+        ))
         .await;
         let mut out = vec![None; len];
         let mut stale = false;
-        for ((_, members, _), reply) in pipelines.iter().zip(replies) {
+        for (members, reply) in members_of.iter().zip(replies) {
             match reply {
                 Ok(values) if values.len() == members.len() => {
                     for (&i, value) in members.iter().zip(values) {
