@@ -96,8 +96,7 @@ pub fn drop_list(
     campaign: &str,
     keep_members: bool,
 ) -> Result<()> {
-    let mut prefix = campaign.as_bytes().to_vec();
-    prefix.push(0);
+    let prefix = super::keys::user_prefix(campaign);
     let lists: &[usize] = if keep_members {
         &[RECIPIENT_POSITIONS, PUSH_STAGES]
     } else {

@@ -5,7 +5,7 @@
 use fjall::Keyspace;
 
 use super::dead_letters::DeadLetters;
-use super::keys::user_seq;
+use super::keys::{user_prefix, user_seq};
 use super::overlay::{Overlay, backend};
 use super::push_reports::ReportDeltas;
 use super::records::*;
@@ -50,9 +50,7 @@ pub fn get(
 /// Deletes every stage of `campaign` and its progress. Outside the writer thread: nothing
 /// writes the stages of an ended campaign.
 pub fn drop_all(db: &fjall::Database, keyspace: &Keyspace, campaign: &str) -> Result<()> {
-    let mut prefix = campaign.as_bytes().to_vec();
-    prefix.push(0);
-    super::recipients::drop_prefix(db, keyspace, &prefix)
+    super::recipients::drop_prefix(db, keyspace, &user_prefix(campaign))
 }
 
 /// Marks the outcomes' sends finished; counts and keeps dead letters for those not finished

@@ -251,7 +251,9 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
     };
     let mut conn = api.connect().await?;
     let timeout = Duration::from_secs(args.timeout);
-    let mut memory = vec![used_memory(&args.redis)?];
+    // used_memory before the round's upload; the first round's list and send, for the summary.
+    let mut before = used_memory(&args.redis)?;
+    let mut first_round: Option<(f64, i64)> = None;
     let mut rounds = Vec::new();
     for round in 1..=2u64 {
         let title = format!("list fan-out {round}");
@@ -263,7 +265,7 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
         if uploaded["recipients"].as_u64() != Some(n) {
             return Err(format!("the upload listed not {n}: {uploaded}"));
         }
-        memory.push(used_memory(&args.redis)?);
+        let listed = used_memory(&args.redis)?;
 
         let since = Instant::now();
         api.call(
@@ -292,7 +294,11 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        memory.push(used_memory(&args.redis)?);
+        let sent = used_memory(&args.redis)?;
+        let per_listed = listed.saturating_sub(before) as f64 / n as f64;
+        let at_send = sent as i64 - listed as i64;
+        first_round.get_or_insert((per_listed, at_send));
+        before = sent;
         let rate = n as f64 / took.as_secs_f64();
         out.line(format!(
             "  list fan-out {round}: upload {upload_s:.2} s ({:.0} ids/s = {:.3}× the reference); from the start, {delivered} entries in {:.3} s = {rate:.0} entries/s ({:.2}× the ZADD reference)",
@@ -307,14 +313,13 @@ async fn run_list(args: Args, out: Out) -> Result<serde_json::Value, String> {
             "fanout_s": took.as_secs_f64(),
             "entries_per_s": rate,
             "ratio_to_reference": rate / reference,
-            "bytes_per_listed_user": memory[memory.len() - 2].saturating_sub(memory[memory.len() - 3]) as f64 / n as f64,
-            "bytes_at_send": memory[memory.len() - 1] as i64 - memory[memory.len() - 2] as i64,
+            "bytes_per_listed_user": per_listed,
+            "bytes_at_send": at_send,
         }));
     }
-    let per_listed = (memory[1].saturating_sub(memory[0])) as f64 / n as f64;
-    let at_send = memory[2] as i64 - memory[1] as i64;
+    let (per_listed, at_send) = first_round.expect("two rounds ran");
     out.line(format!(
-        "  redis memory: the list {per_listed:.0} B per listed user (order and membership, until the list is dropped); used_memory moved by {at_send:+} B at the send (O(1): Redis's own client buffers move it by tens of KB either way)"
+        "  redis memory: the list {per_listed:.0} B per listed user (order and membership, until the list is dropped); used_memory moved by {at_send:+} B at the send (O(1): Redis's own client buffers move it by up to a few hundred KB either way)"
     ));
     let stopped = server.stop(out).await;
     Ok(json!({
