@@ -50,18 +50,29 @@ impl Api {
         conn: &mut Connection,
         request: &Value,
     ) -> Result<String, String> {
+        self.post_for_id(conn, "/v1/campaigns", request, 201).await
+    }
+
+    /// POSTs `body` to `path`, expecting `status`; the `id` of what it made.
+    pub async fn post_for_id(
+        &self,
+        conn: &mut Connection,
+        path: &str,
+        body: &Value,
+        status: u16,
+    ) -> Result<String, String> {
         let answer = self
             .call(
                 conn,
                 "POST",
-                "/v1/campaigns",
-                Some(request.to_string().as_bytes()),
-                201,
+                path,
+                Some(body.to_string().as_bytes()),
+                status,
             )
             .await?;
         answer["id"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| format!("the campaign answer has no id: {answer}"))
+            .ok_or_else(|| format!("POST {path}: the answer has no id: {answer}"))
     }
 }

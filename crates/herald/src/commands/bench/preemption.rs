@@ -333,20 +333,7 @@ impl Drop for Files {
 impl Api {
     /// Publishes and returns the notification's id.
     async fn publish(&self, conn: &mut Connection, body: &Value) -> Result<String, String> {
-        let body = body.to_string();
-        let answer = self
-            .call(
-                conn,
-                "POST",
-                "/v1/notifications",
-                Some(body.as_bytes()),
-                202,
-            )
-            .await?;
-        answer["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("the publish answer has no id: {answer}"))
+        self.post_for_id(conn, "/v1/notifications", body, 202).await
     }
 
     /// Registers `(user, FCM token)` pairs over a few connections at once.
