@@ -7,7 +7,7 @@ mod payload;
 use async_trait::async_trait;
 use bytes::Bytes;
 use herald_core::{Device, Platform};
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 
 pub use self::auth::{AccessToken, FCM_SCOPE, ServiceAccount, TokenSource};
 pub use self::payload::BodyTemplate;
@@ -19,7 +19,8 @@ use crate::message::PushMessage;
 use crate::provider::{Provider, SendResult, retry_after, transport_failure, truncate};
 
 pub struct Fcm {
-    send_uri: http::Uri,
+    /// `/v1/projects/{project}/messages:send`, checked to be a valid path.
+    send_path: String,
     tokens: TokenSource,
     h2: H2Client,
 }
@@ -48,10 +49,8 @@ impl Fcm {
         http: HttpOptions,
     ) -> Result<Self, String> {
         let h2 = H2Client::new(endpoint, &http).map_err(|e| e.to_string())?;
-        let send_uri = h2.uri(&format!(
-            "/v1/projects/{}/messages:send",
-            account.project_id
-        ))?;
+        let send_path = format!("/v1/projects/{}/messages:send", account.project_id);
+        h2.uri(&send_path)?;
         // Token requests are rare: one ordinary client connection is plenty.
         let token_http = ClientPool::new(&HttpOptions {
             connections: 1,
@@ -59,7 +58,7 @@ impl Fcm {
         })
         .map_err(|e| e.to_string())?;
         Ok(Self {
-            send_uri,
+            send_path,
             tokens: TokenSource::new(account, token_http)?,
             h2,
         })
@@ -74,19 +73,14 @@ impl Fcm {
                 reason,
                 after: None,
             })?;
-        // Built by hand: the builder would re-validate constant names and values every send.
-        let mut request = http::Request::new(());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.send_uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(http::header::AUTHORIZATION, token.header.clone());
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        // Borrowed, not built: no request, URI or header map per send.
+        let headers = [
+            (http::header::AUTHORIZATION, token.header.as_bytes()),
+            (http::header::CONTENT_TYPE, &b"application/json"[..]),
+        ];
         let response = self
             .h2
-            .send(request, body)
+            .send_parts(&Method::POST, &self.send_path, &headers, body)
             .await
             .map_err(transport_failure)?;
         Ok((token, response))
