@@ -6,6 +6,7 @@
 
 pub mod apns;
 pub mod config;
+mod decimal;
 pub mod fcm;
 pub mod h2;
 pub mod http;

@@ -1698,29 +1698,38 @@ async fn a_send_while_the_old_connection_drains_after_goaway_succeeds() {
     server.assert_no_errors();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abrupt_goaway_fails_requests_in_flight_promptly_and_the_next_send_reconnects() {
-    let (server, _gate, held) = gated_server(ServerBuilder::new()).await;
-    let client = server.client(1, Duration::from_secs(10));
-    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
-    let in_flight = spawn_held(&client, 5);
+/// Holds 5 requests, ends their connection with the `control` action (`abrupt`: GOAWAY with an
+/// error; `drop`: TCP closed) and checks they all fail at once, not at their timeout.
+async fn held_requests_fail_at_once(client: &Arc<H2Client>, held: &Arc<AtomicUsize>, action: &str) {
+    let in_flight = spawn_held(client, 5);
     wait_until("5 held requests", Duration::from_secs(5), || {
         held.load(Ordering::SeqCst) == 5
     })
     .await;
     let started = Instant::now();
     assert!(
-        control(&client, "abrupt").await.is_err(),
-        "its connection was closed under it"
+        control(client, action).await.is_err(),
+        "{action}: its connection was ended under it"
     );
     for task in in_flight {
         let (id, result) = task.await.unwrap();
-        assert!(result.is_err(), "{id}: its connection was closed under it");
+        assert!(
+            result.is_err(),
+            "{id}: its connection was ended under it ({action})"
+        );
     }
     assert!(
         started.elapsed() < Duration::from_secs(3),
-        "requests on a closed connection fail at once, not at their timeout"
+        "{action}: requests on an ended connection fail at once, not at their timeout"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abrupt_goaway_fails_requests_in_flight_promptly_and_the_next_send_reconnects() {
+    let (server, _gate, held) = gated_server(ServerBuilder::new()).await;
+    let client = server.client(1, Duration::from_secs(10));
+    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
+    held_requests_fail_at_once(&client, &held, "abrupt").await;
     send_echo(&client, "/next", "next", Bytes::from_static(b"2")).await;
     assert_eq!(server.connections(), 2);
 }
@@ -1732,24 +1741,7 @@ async fn a_dropped_tcp_connection_fails_requests_in_flight_and_the_next_send_rec
     send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
 
     // Mid-request.
-    let in_flight = spawn_held(&client, 5);
-    wait_until("5 held requests", Duration::from_secs(5), || {
-        held.load(Ordering::SeqCst) == 5
-    })
-    .await;
-    let started = Instant::now();
-    assert!(
-        control(&client, "drop").await.is_err(),
-        "its connection was dropped"
-    );
-    for task in in_flight {
-        let (id, result) = task.await.unwrap();
-        assert!(result.is_err(), "{id}: its connection was dropped");
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "requests on a dropped connection fail at once, not at their timeout"
-    );
+    held_requests_fail_at_once(&client, &held, "drop").await;
     send_echo(&client, "/next", "next", Bytes::from_static(b"2")).await;
     assert_eq!(server.connections(), 2);
 

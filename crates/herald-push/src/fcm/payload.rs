@@ -173,7 +173,7 @@ impl BodyTemplate {
         out.extend_from_slice(self.middle.as_bytes());
         if let Some(ttl) = ttl {
             out.extend_from_slice(br#","ttl":""#);
-            push_decimal(&mut out, ttl);
+            out.extend_from_slice(crate::decimal::decimal(ttl, &mut [0; 20]));
             out.extend_from_slice(br#"s""#);
         }
         out.extend_from_slice(self.tail.as_bytes());
@@ -183,21 +183,6 @@ impl BodyTemplate {
 
 fn decimal_len(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |digits| digits as usize + 1)
-}
-
-/// `n` in decimal, without the formatting machinery (this runs every send).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Google's error body: `{"error": {"code", "message", "status", "details": [{"errorCode"}]}}`.

@@ -204,19 +204,6 @@ impl Shared {
     }
 }
 
-/// `n` in decimal, written into `digits`.
-fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &digits[at..];
-        }
-    }
-}
-
 /// How often deadlines are checked: a request fails at most a quarter of its timeout late.
 fn sweep_interval(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
@@ -361,11 +348,8 @@ impl State {
         // and PATCH carry a body by definition, so an empty one is still announced.
         if !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             let mut digits = [0u8; 20];
-            encoder.field(
-                &mut block,
-                b"content-length",
-                decimal(body.len(), &mut digits),
-            );
+            let length = crate::decimal::decimal(body.len() as u64, &mut digits);
+            encoder.field(&mut block, b"content-length", length);
         }
         frame::put_header_block(&mut self.out, id, &block, body.is_empty(), self.max_frame);
         self.block = block;

@@ -134,20 +134,8 @@ fn read_string(block: &[u8], at: &mut usize, out: &mut Vec<u8>) -> Result<(), &'
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode_to_strings;
     use super::*;
-
-    fn decode(decoder: &mut Decoder, block: &[u8]) -> Vec<(String, String)> {
-        let mut fields = Vec::new();
-        decoder
-            .decode(block, |n, v| {
-                fields.push((
-                    String::from_utf8(n.to_vec()).unwrap(),
-                    String::from_utf8(v.to_vec()).unwrap(),
-                ));
-            })
-            .unwrap();
-        fields
-    }
 
     fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
         fields
@@ -170,7 +158,7 @@ mod tests {
             0x63, 0xc7, 0x8f, 0x0b, 0x97, 0xc8, 0xe9, 0xae, 0x82, 0xae, 0x43, 0xd3,
         ];
         assert_eq!(
-            decode(&mut decoder, &first),
+            decode_to_strings(&mut decoder, &first),
             pairs(&[
                 (":status", "302"),
                 ("cache-control", "private"),
@@ -181,7 +169,7 @@ mod tests {
         assert_eq!(decoder.size, 222);
         let second = [0x48, 0x83, 0x64, 0x0e, 0xff, 0xc1, 0xc0, 0xbf];
         assert_eq!(
-            decode(&mut decoder, &second),
+            decode_to_strings(&mut decoder, &second),
             pairs(&[
                 (":status", "307"),
                 ("cache-control", "private"),
@@ -198,7 +186,7 @@ mod tests {
             0x03, 0xed, 0x4e, 0xe5, 0xb1, 0x06, 0x3d, 0x50, 0x07,
         ];
         assert_eq!(
-            decode(&mut decoder, &third),
+            decode_to_strings(&mut decoder, &third),
             pairs(&[
                 (":status", "200"),
                 ("cache-control", "private"),

@@ -224,21 +224,8 @@ fn static_name(name: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Decoder;
+    use super::super::{Decoder, decode_to_strings};
     use super::*;
-
-    fn decode(decoder: &mut Decoder, block: &[u8]) -> Vec<(String, String)> {
-        let mut fields = Vec::new();
-        decoder
-            .decode(block, |n, v| {
-                fields.push((
-                    String::from_utf8(n.to_vec()).unwrap(),
-                    String::from_utf8(v.to_vec()).unwrap(),
-                ));
-            })
-            .unwrap();
-        fields
-    }
 
     fn block(encoder: &mut Encoder, fields: &[(&str, &str)]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -285,7 +272,11 @@ mod tests {
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                 .collect();
-            assert_eq!(decode(&mut decoder, &encoded), expected, "request {i}");
+            assert_eq!(
+                decode_to_strings(&mut decoder, &encoded),
+                expected,
+                "request {i}"
+            );
             sizes.push(encoded.len());
         }
         // Once learned, only the varying path and the content length travel as text.
@@ -300,7 +291,7 @@ mod tests {
         let mut decoder = Decoder::default();
         let fields = [("x-kind", "alert"), ("x-kind", "alert"), ("x-other", "v")];
         for _ in 0..3 {
-            decode(&mut decoder, &block(&mut encoder, &fields));
+            decode_to_strings(&mut decoder, &block(&mut encoder, &fields));
         }
         assert!(!encoder.table.is_empty());
         encoder.set_peer_limit(0);
@@ -309,7 +300,7 @@ mod tests {
         let encoded = block(&mut encoder, &fields);
         // Two updates: down to 0 first (emptying the table), then up to 100.
         assert_eq!(&encoded[..2], &[0x20, 0x3f]);
-        let decoded = decode(&mut decoder, &encoded);
+        let decoded = decode_to_strings(&mut decoder, &encoded);
         assert_eq!(decoded.len(), 3);
         assert!(encoder.size <= 100);
         assert_eq!(decoded[0], ("x-kind".to_owned(), "alert".to_owned()));

@@ -121,6 +121,21 @@ fn read_int(block: &[u8], at: &mut usize, prefix: u8) -> Result<usize, &'static 
     Ok(value)
 }
 
+/// Every field of `block` as text (tests).
+#[cfg(test)]
+fn decode_to_strings(decoder: &mut Decoder, block: &[u8]) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    decoder
+        .decode(block, |n, v| {
+            fields.push((
+                String::from_utf8(n.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            ));
+        })
+        .unwrap();
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
