@@ -63,7 +63,8 @@ pub struct TokenSource {
     account: ServiceAccount,
     key: jsonwebtoken::EncodingKey,
     http: ClientPool,
-    current: std::sync::RwLock<Option<AccessToken>>,
+    /// Shared as one `Arc`: every send takes it, and one count costs less than one per field.
+    current: std::sync::RwLock<Option<Arc<AccessToken>>>,
     refreshing: Mutex<()>,
 }
 
@@ -85,7 +86,7 @@ impl TokenSource {
     }
 
     /// A token that is good for a while yet.
-    pub async fn token(&self) -> Result<AccessToken, String> {
+    pub async fn token(&self) -> Result<Arc<AccessToken>, String> {
         if let Some(token) = self.fresh() {
             return Ok(token);
         }
@@ -95,7 +96,7 @@ impl TokenSource {
         }
         // Boxed: the token request's future is large and rare; inline it would enlarge (and
         // add copying to) every send's future.
-        let token = Box::pin(self.fetch()).await?;
+        let token = Arc::new(Box::pin(self.fetch()).await?);
         *self.current.write().expect("token lock") = Some(token.clone());
         Ok(token)
     }
@@ -108,7 +109,7 @@ impl TokenSource {
         }
     }
 
-    fn fresh(&self) -> Option<AccessToken> {
+    fn fresh(&self) -> Option<Arc<AccessToken>> {
         let current = self.current.read().expect("token lock");
         current
             .as_ref()

@@ -4,6 +4,8 @@
 mod auth;
 mod payload;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use herald_core::{Device, Platform};
@@ -64,7 +66,7 @@ impl Fcm {
         })
     }
 
-    async fn post(&self, body: Bytes) -> Result<(AccessToken, H2Response), SendResult> {
+    async fn post(&self, body: Bytes) -> Result<(Arc<AccessToken>, H2Response), SendResult> {
         let token = self
             .tokens
             .token()

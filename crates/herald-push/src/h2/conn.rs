@@ -228,7 +228,8 @@ fn declared_length(status: StatusCode, headers: &HeaderMap) -> Option<usize> {
 /// A request to send: owned, or borrowed from a caller that sends the same few headers every
 /// time (no `Request`, `Uri` or `HeaderMap` built per send; owned only if it has to wait).
 pub enum Outgoing<'a> {
-    Owned(Request<()>),
+    /// Boxed: a `Request` is large, and every send's future would be that large too.
+    Owned(Box<Request<()>>),
     Borrowed {
         method: &'a Method,
         path: &'a str,
@@ -257,7 +258,7 @@ impl Outgoing<'_> {
 
     fn into_owned(self, authority: &str) -> Result<Request<()>, Refused> {
         let (method, path, headers) = match self {
-            Self::Owned(request) => return Ok(request),
+            Self::Owned(request) => return Ok(*request),
             Self::Borrowed {
                 method,
                 path,
@@ -387,14 +388,16 @@ impl State {
                 .len()
                 .min(self.max_frame)
                 .min(usize::try_from(allowed).unwrap_or(usize::MAX));
-            let chunk = stream.body.split_to(n);
-            let flags = if stream.body.is_empty() {
+            let flags = if n == stream.body.len() {
                 frame::END_STREAM
             } else {
                 0
             };
             frame::put_head(&mut self.out, n, frame::DATA, flags, id);
-            self.out.extend_from_slice(&chunk);
+            self.out.extend_from_slice(&stream.body[..n]);
+            // Copied, then skipped: `split_to` would make the body's buffer shared (an
+            // allocation and atomic counts for every send).
+            bytes::Buf::advance(&mut stream.body, n);
             stream.send_window -= n as i64;
             self.send_window -= n as i64;
         }
@@ -414,7 +417,7 @@ impl State {
                 return;
             };
             if !queued.reply.is_closed() {
-                let request = Outgoing::Owned(queued.request);
+                let request = Outgoing::Owned(Box::new(queued.request));
                 self.open(&request, queued.body, queued.reply, queued.deadline);
             }
         }

@@ -107,7 +107,7 @@ impl H2Client {
     /// Sends `request` with `body` on the next connection in turn and reads the whole answer.
     /// `content-length` is set from the body, as a general client would.
     pub async fn send(&self, request: Request<()>, body: Bytes) -> Result<H2Response, String> {
-        self.submit(Outgoing::Owned(request), body).await
+        self.submit(Outgoing::Owned(Box::new(request)), body).await
     }
 
     /// Like [`H2Client::send`], for a request given by its method, path on this host and
@@ -149,7 +149,7 @@ impl H2Client {
                 // on a new connection.
                 Err(Refused::Closed(back)) if !fresh => {
                     let (owned, returned) = *back;
-                    (request, body) = (Outgoing::Owned(owned), returned);
+                    (request, body) = (Outgoing::Owned(Box::new(owned)), returned);
                     fresh = true;
                 }
                 Err(Refused::Closed(..)) => return Err("HTTP/2 connection closed".into()),

@@ -11,6 +11,9 @@ pub struct Decoder {
     max_size: usize,
     /// The most the server may set the table to: what this client's SETTINGS allow.
     limit: usize,
+    /// Counts the table's changes: a block decoded twice with no change between (and none made
+    /// by the block itself) means the same both times.
+    generation: u64,
     /// The literal field being read (strings Huffman-decoded).
     name: Vec<u8>,
     value: Vec<u8>,
@@ -23,6 +26,7 @@ impl Default for Decoder {
             size: 0,
             max_size: DEFAULT_TABLE_SIZE,
             limit: DEFAULT_TABLE_SIZE,
+            generation: 0,
             name: Vec::new(),
             value: Vec::new(),
         }
@@ -55,6 +59,7 @@ impl Decoder {
                 }
                 self.max_size = size;
                 self.evict_to(size);
+                self.generation += 1;
             } else {
                 // Without indexing (0000) or never indexed (0001): the same to a client.
                 let index = read_int(block, &mut at, 4)?;
@@ -94,8 +99,14 @@ impl Decoder {
         read_string(block, at, &mut self.value)
     }
 
+    /// See the field: changes whenever the table does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Adds the field just read to the table.
     fn insert(&mut self) {
+        self.generation += 1;
         let size = self.name.len() + self.value.len() + ENTRY_OVERHEAD;
         if size > self.max_size {
             // RFC 7541 §4.4: an entry larger than the table empties it.
