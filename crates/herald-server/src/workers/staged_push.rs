@@ -29,8 +29,11 @@ use super::push::stats;
 
 /// Listed users per stage.
 pub const STAGE: usize = 4096;
-/// Sends of one stage in flight at once (each provider's own limit applies too).
-const WORKERS: usize = 512;
+/// Sends of one stage in flight at once (each provider's own limit applies too). A campaign
+/// has 3 stages in hand (`campaigns::PIPELINE`): together they about fill a provider's default
+/// 512 slots, so sends rarely queue at its gate, where each wait costs a channel and a wake.
+/// (512 a stage measured 2–18% more server CPU per send in paired runs.)
+const WORKERS: usize = 176;
 /// Outcomes recorded per store call at most.
 const RECORD_BATCH: usize = 1024;
 /// How long outcomes are gathered before they are recorded.
