@@ -1583,11 +1583,26 @@ async fn gated_server(
     (server, gate, held)
 }
 
-fn spawn_held(
+/// A gated server, and a client with one connection (10 s timeout) that has had one answer.
+async fn gated_pair() -> (
+    TestServer,
+    watch::Sender<bool>,
+    Arc<AtomicUsize>,
+    Arc<H2Client>,
+) {
+    let (server, gate, held) = gated_server(ServerBuilder::new()).await;
+    let client = server.client(1, Duration::from_secs(10));
+    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
+    (server, gate, held, client)
+}
+
+/// Sends `count` requests the gated server holds, and returns once it holds them all.
+async fn hold(
     client: &Arc<H2Client>,
-    count: u64,
+    held: &Arc<AtomicUsize>,
+    count: usize,
 ) -> Vec<tokio::task::JoinHandle<(String, Result<H2Response, String>)>> {
-    (0..count)
+    let in_flight = (0..count)
         .map(|i| {
             let client = client.clone();
             tokio::spawn(async move {
@@ -1601,7 +1616,14 @@ fn spawn_held(
                 (id, result)
             })
         })
-        .collect()
+        .collect();
+    wait_until(
+        &format!("{count} held requests at the server"),
+        Duration::from_secs(5),
+        || held.load(Ordering::SeqCst) == count,
+    )
+    .await;
+    in_flight
 }
 
 async fn control(client: &H2Client, what: &str) -> Result<H2Response, String> {
@@ -1615,16 +1637,8 @@ async fn control(client: &H2Client, what: &str) -> Result<H2Response, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_goaway_lets_requests_in_flight_finish_then_a_new_connection_serves() {
-    let (server, gate, held) = gated_server(ServerBuilder::new()).await;
-    let client = server.client(1, Duration::from_secs(10));
-    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
-    let in_flight = spawn_held(&client, 10);
-    wait_until(
-        "10 held requests at the server",
-        Duration::from_secs(5),
-        || held.load(Ordering::SeqCst) == 10,
-    )
-    .await;
+    let (server, gate, held, client) = gated_pair().await;
+    let in_flight = hold(&client, &held, 10).await;
 
     // The answer to the request that triggered the GOAWAY still counts.
     let response = control(&client, "graceful")
@@ -1666,16 +1680,8 @@ async fn a_send_while_the_old_connection_drains_after_goaway_succeeds() {
     // After GOAWAY the old connection takes no new streams but stays open for the ones in
     // flight: a request made meanwhile belongs on a new connection, not to the caller as an
     // error.
-    let (server, gate, held) = gated_server(ServerBuilder::new()).await;
-    let client = server.client(1, Duration::from_secs(10));
-    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
-    let in_flight = spawn_held(&client, 3);
-    wait_until(
-        "3 held requests at the server",
-        Duration::from_secs(5),
-        || held.load(Ordering::SeqCst) == 3,
-    )
-    .await;
+    let (server, gate, held, client) = gated_pair().await;
+    let in_flight = hold(&client, &held, 3).await;
     control(&client, "graceful")
         .await
         .expect("the GOAWAY request itself");
@@ -1701,11 +1707,7 @@ async fn a_send_while_the_old_connection_drains_after_goaway_succeeds() {
 /// Holds 5 requests, ends their connection with the `control` action (`abrupt`: GOAWAY with an
 /// error; `drop`: TCP closed) and checks they all fail at once, not at their timeout.
 async fn held_requests_fail_at_once(client: &Arc<H2Client>, held: &Arc<AtomicUsize>, action: &str) {
-    let in_flight = spawn_held(client, 5);
-    wait_until("5 held requests", Duration::from_secs(5), || {
-        held.load(Ordering::SeqCst) == 5
-    })
-    .await;
+    let in_flight = hold(client, held, 5).await;
     let started = Instant::now();
     assert!(
         control(client, action).await.is_err(),
@@ -1726,9 +1728,7 @@ async fn held_requests_fail_at_once(client: &Arc<H2Client>, held: &Arc<AtomicUsi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abrupt_goaway_fails_requests_in_flight_promptly_and_the_next_send_reconnects() {
-    let (server, _gate, held) = gated_server(ServerBuilder::new()).await;
-    let client = server.client(1, Duration::from_secs(10));
-    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
+    let (server, _gate, held, client) = gated_pair().await;
     held_requests_fail_at_once(&client, &held, "abrupt").await;
     send_echo(&client, "/next", "next", Bytes::from_static(b"2")).await;
     assert_eq!(server.connections(), 2);
@@ -1736,9 +1736,7 @@ async fn abrupt_goaway_fails_requests_in_flight_promptly_and_the_next_send_recon
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_tcp_connection_fails_requests_in_flight_and_the_next_send_reconnects() {
-    let (server, _gate, held) = gated_server(ServerBuilder::new()).await;
-    let client = server.client(1, Duration::from_secs(10));
-    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
+    let (server, _gate, held, client) = gated_pair().await;
 
     // Mid-request.
     held_requests_fail_at_once(&client, &held, "drop").await;
@@ -2258,9 +2256,7 @@ async fn content_length_matches_the_body_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_answers_the_servers_pings() {
-    let (server, gate, held) = gated_server(ServerBuilder::new()).await;
-    let client = server.client(1, Duration::from_secs(10));
-    send_echo(&client, "/first", "first", Bytes::from_static(b"1")).await;
+    let (server, gate, held, client) = gated_pair().await;
     let mut ping = server.take_ping(0);
     for round in 0..3 {
         tokio::time::timeout(Duration::from_secs(5), ping.ping(h2::Ping::opaque()))
@@ -2269,11 +2265,7 @@ async fn the_client_answers_the_servers_pings() {
             .expect("PING");
     }
     // And while a request is in flight.
-    let in_flight = spawn_held(&client, 1);
-    wait_until("the held request", Duration::from_secs(5), || {
-        held.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let in_flight = hold(&client, &held, 1).await;
     tokio::time::timeout(Duration::from_secs(5), ping.ping(h2::Ping::opaque()))
         .await
         .expect("no PONG within 5 s with a request in flight")

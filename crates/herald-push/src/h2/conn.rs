@@ -51,7 +51,7 @@ pub type Reply = oneshot::Sender<Result<H2Response, String>>;
 /// Why a request was not taken.
 pub enum Refused {
     /// The connection takes no new requests; another one may. The request comes back.
-    Closed(Box<(Request<()>, Bytes)>),
+    Closed(Box<Request<()>>, Bytes),
     /// The request itself cannot be sent.
     Invalid(String),
 }
@@ -80,7 +80,6 @@ struct State {
     send_window: i64,
     /// Received on the connection and not yet given back.
     unacknowledged: u32,
-    failed: Option<String>,
     authority: String,
     /// How long a request may wait for its answer, from its submission.
     timeout: Duration,
@@ -90,7 +89,7 @@ struct State {
 
 /// A request waiting for a stream.
 struct Queued {
-    request: Request<()>,
+    request: Box<Request<()>>,
     body: Bytes,
     reply: Reply,
     deadline: Instant,
@@ -131,23 +130,25 @@ impl Shared {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Queues `request` and returns where its answer will come.
+    /// Queues `request` and returns where its answer will come: within the timeout from
+    /// `started` (when the send began, if it had to connect first), or from now.
     pub fn submit(
         &self,
         request: Outgoing<'_>,
         body: Bytes,
+        started: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<H2Response, String>>, Refused> {
         request.check().map_err(Refused::Invalid)?;
         let (reply, answer) = oneshot::channel();
         let mut state = self.lock();
-        if state.failed.is_some() || self.is_closed() || state.next_id > LAST_STREAM_ID - 2 {
+        if self.is_closed() || state.next_id > LAST_STREAM_ID - 2 {
             // Failed, told to go away, or out of stream ids.
             self.closed.store(true, Ordering::Relaxed);
             let request = request.into_owned(&state.authority)?;
-            return Err(Refused::Closed(Box::new((request, body))));
+            return Err(Refused::Closed(request, body));
         }
         let was_empty = state.out.is_empty();
-        let deadline = Instant::now() + state.timeout;
+        let deadline = started.unwrap_or_else(Instant::now) + state.timeout;
         if state.streams.len() < state.max_streams && state.waiting.is_empty() {
             state.open(&request, body, reply, deadline);
         } else {
@@ -179,28 +180,34 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Fails everything in flight with `reason`; the connection is finished.
+    /// Fails everything in flight with `reason`; the connection is finished (and, being
+    /// closed, takes no new request).
     fn fail(&self, reason: &str) {
         self.closed.store(true, Ordering::Relaxed);
         let mut state = self.lock();
-        state.failed.get_or_insert_with(|| reason.to_owned());
-        let mut done = std::mem::take(&mut state.done);
-        done.extend(
-            state
-                .streams
-                .drain()
-                .map(|(_, s)| (s.reply, Err(reason.to_owned()))),
-        );
-        done.extend(
-            state
-                .waiting
-                .drain(..)
-                .map(|queued| (queued.reply, Err(reason.to_owned()))),
-        );
-        drop(state);
-        for (reply, answer) in done {
-            let _ = reply.send(answer);
-        }
+        let State {
+            streams,
+            waiting,
+            done,
+            ..
+        } = &mut *state;
+        let failed = |reply| (reply, Err(reason.to_owned()));
+        done.extend(streams.drain().map(|(_, s)| failed(s.reply)));
+        done.extend(waiting.drain(..).map(|queued| failed(queued.reply)));
+        hand_out(state, &mut Vec::new());
+    }
+}
+
+/// Hands out the answers gathered in `state` once its lock is released (`spare` is swapped in,
+/// so a buffer kept by the caller is reused rather than one allocated each time).
+fn hand_out(
+    mut state: MutexGuard<'_, State>,
+    spare: &mut Vec<(Reply, Result<H2Response, String>)>,
+) {
+    std::mem::swap(&mut state.done, spare);
+    drop(state);
+    for (reply, answer) in spare.drain(..) {
+        let _ = reply.send(answer);
     }
 }
 
@@ -256,9 +263,9 @@ impl Outgoing<'_> {
         }
     }
 
-    fn into_owned(self, authority: &str) -> Result<Request<()>, Refused> {
+    fn into_owned(self, authority: &str) -> Result<Box<Request<()>>, Refused> {
         let (method, path, headers) = match self {
-            Self::Owned(request) => return Ok(*request),
+            Self::Owned(request) => return Ok(request),
             Self::Borrowed {
                 method,
                 path,
@@ -276,7 +283,7 @@ impl Outgoing<'_> {
         for (name, value) in headers {
             request = request.header(name, *value);
         }
-        request.body(()).map_err(invalid)
+        request.body(()).map(Box::new).map_err(invalid)
     }
 }
 
@@ -295,7 +302,6 @@ impl State {
             max_frame: frame::DEFAULT_MAX_FRAME_SIZE,
             send_window: frame::DEFAULT_WINDOW,
             unacknowledged: 0,
-            failed: None,
             authority,
             timeout,
             done: Vec::new(),
@@ -417,7 +423,7 @@ impl State {
                 return;
             };
             if !queued.reply.is_closed() {
-                let request = Outgoing::Owned(Box::new(queued.request));
+                let request = Outgoing::Owned(queued.request);
                 self.open(&request, queued.body, queued.reply, queued.deadline);
             }
         }
@@ -426,7 +432,8 @@ impl State {
     /// Fails requests past their deadline and resets streams nobody waits for any more
     /// (timed out, or their sender dropped), freeing their slots.
     fn sweep(&mut self, now: Instant) {
-        let late = format!("no answer within {:?}", self.timeout);
+        let timeout = self.timeout;
+        let late = || Err(format!("no answer within {timeout:?}"));
         let expired: Vec<u32> = self
             .streams
             .iter()
@@ -437,14 +444,14 @@ impl State {
             let stream = self.streams.remove(&id).expect("just seen");
             frame::put_rst_stream(&mut self.out, id, frame::CANCEL);
             if !stream.reply.is_closed() {
-                self.done.push((stream.reply, Err(late.clone())));
+                self.done.push((stream.reply, late()));
             }
         }
         self.waiting.retain(|queued| !queued.reply.is_closed());
         // Deadlines in the queue come in submission order.
         while self.waiting.front().is_some_and(|q| q.deadline <= now) {
             let queued = self.waiting.pop_front().expect("just seen");
-            self.done.push((queued.reply, Err(late.clone())));
+            self.done.push((queued.reply, late()));
         }
         self.open_waiting();
     }
@@ -606,6 +613,7 @@ where
         sweep: Box::pin(tokio::time::sleep(sweep_interval(timeout))),
         ping_sent: false,
         ending: false,
+        answers: Vec::new(),
     };
     tokio::spawn(task);
     Ok(shared)
@@ -630,6 +638,8 @@ struct Connection<T> {
     sweep: Pin<Box<Sleep>>,
     /// GOAWAY written: the task ends once it is out.
     ending: bool,
+    /// Answers on their way out, kept to reuse its buffer.
+    answers: Vec<(Reply, Result<H2Response, String>)>,
 }
 
 enum Wrote {
@@ -686,7 +696,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                         return Poll::Ready(Err("the server closed the connection".into()));
                     }
                     Poll::Ready(_) => {
-                        self.process()?;
+                        if let Err(reason) = self.process() {
+                            // The GOAWAY saying why goes out if the socket takes it now.
+                            self.yielded = true;
+                            let _ = self.poll_write(cx);
+                            return Poll::Ready(Err(reason));
+                        }
                         progress = true;
                     }
                     Poll::Pending => {}
@@ -775,13 +790,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             // Told to go away (or out of ids): no new stream here.
             shared.closed.store(true, Ordering::Relaxed);
         }
-        let done = std::mem::take(&mut state.done);
-        drop(state);
+        hand_out(state, &mut self.answers);
         self.read.copy_within(at..self.filled, 0);
         self.filled -= at;
-        for (reply, answer) in done {
-            let _ = reply.send(answer);
-        }
         result
     }
 
@@ -789,11 +800,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         let now = Instant::now();
         let mut state = self.shared.lock();
         state.sweep(now);
-        let done = std::mem::take(&mut state.done);
-        drop(state);
-        for (reply, answer) in done {
-            let _ = reply.send(answer);
-        }
+        hand_out(state, &mut self.answers);
         self.sweep.as_mut().reset(now + self.sweep_every);
     }
 

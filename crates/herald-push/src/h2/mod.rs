@@ -128,28 +128,34 @@ impl H2Client {
         self.submit(request, body).await
     }
 
-    async fn submit(&self, request: Outgoing<'_>, body: Bytes) -> Result<H2Response, String> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let late = || format!("no answer within {:?}", self.timeout);
+    async fn submit(
+        &self,
+        mut request: Outgoing<'_>,
+        mut body: Bytes,
+    ) -> Result<H2Response, String> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        let (mut request, mut body) = (request, body);
         let mut fresh = false;
+        // Read only when a connection must be opened first: the timeout covers the whole send.
+        let mut started = None;
         let answer = loop {
             let conn = match live(slot) {
                 Some(conn) => conn,
                 // Boxed: the connect future is large, and inline it would make every send's
                 // future that large too.
-                None => Box::pin(tokio::time::timeout_at(deadline, self.connect_slot(slot)))
-                    .await
-                    .map_err(|_| late())??,
+                None => {
+                    let deadline =
+                        *started.get_or_insert_with(tokio::time::Instant::now) + self.timeout;
+                    Box::pin(tokio::time::timeout_at(deadline, self.connect_slot(slot)))
+                        .await
+                        .map_err(|_| format!("no answer within {:?}", self.timeout))??
+                }
             };
-            match conn.submit(request, body) {
+            match conn.submit(request, body, started) {
                 Ok(answer) => break answer,
                 // Closed between the check and the submit (GOAWAY, ids used up): once more
                 // on a new connection.
-                Err(Refused::Closed(back)) if !fresh => {
-                    let (owned, returned) = *back;
-                    (request, body) = (Outgoing::Owned(Box::new(owned)), returned);
+                Err(Refused::Closed(owned, returned)) if !fresh => {
+                    (request, body) = (Outgoing::Owned(owned), returned);
                     fresh = true;
                 }
                 Err(Refused::Closed(..)) => return Err("HTTP/2 connection closed".into()),
