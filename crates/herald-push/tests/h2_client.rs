@@ -1107,6 +1107,29 @@ async fn upload(client: &H2Client, id: &str, body: Bytes) -> Result<(), String> 
 
 /// The largest DATA frame the client sent after acknowledging the server's SETTINGS (before,
 /// the default window of 65,535 applies).
+/// Uploads `sent` at once as `{prefix}-{i}` and checks the server recorded each exactly.
+async fn upload_at_once(
+    client: &H2Client,
+    recorded: &Mutex<HashMap<String, Bytes>>,
+    prefix: &str,
+    sent: &[Bytes],
+) {
+    let ids: Vec<String> = (0..sent.len()).map(|i| format!("{prefix}-{i}")).collect();
+    let results = join_all(
+        ids.iter()
+            .zip(sent)
+            .map(|(id, body)| upload(client, id, body.clone())),
+    )
+    .await;
+    for (id, result) in ids.iter().zip(results) {
+        result.unwrap_or_else(|e| panic!("upload {id}: {e}"));
+    }
+    let recorded = recorded.lock().unwrap();
+    for (id, body) in ids.iter().zip(sent) {
+        assert_same_bytes(&recorded[id], body, &format!("upload {id}"));
+    }
+}
+
 fn max_data_frame_after_settings(inbound: &[u8]) -> usize {
     frames(inbound)
         .iter()
@@ -1132,22 +1155,8 @@ async fn large_uploads_fit_a_small_stream_window() {
     let many: Vec<Bytes> = (0..6)
         .map(|i| noise(100 + i, 300_000 + 1111 * i as usize))
         .collect();
-    let ids: Vec<String> = (0..many.len()).map(|i| format!("many-{i}")).collect();
-    let results = join_all(
-        ids.iter()
-            .zip(&many)
-            .map(|(id, body)| upload(&client, id, body.clone())),
-    )
-    .await;
-    for result in results {
-        result.expect("concurrent upload");
-    }
-
-    let bodies = bodies.lock().unwrap();
-    assert_same_bytes(&bodies["single"], &single, "single upload");
-    for (i, body) in many.iter().enumerate() {
-        assert_same_bytes(&bodies[&format!("many-{i}")], body, &format!("upload {i}"));
-    }
+    upload_at_once(&client, &bodies, "many", &many).await;
+    assert_same_bytes(&bodies.lock().unwrap()["single"], &single, "single upload");
     let largest = max_data_frame_after_settings(&server.inbound(0));
     assert!(
         largest <= 1000,
@@ -1192,22 +1201,7 @@ async fn uploads_survive_the_stream_window_shrinking_and_growing_mid_body() {
     let client = server.client(1, Duration::from_secs(10));
     send_echo_to_recorder(&client).await;
     let bodies_sent: Vec<Bytes> = (0..3).map(|i| noise(200 + i, 500_000)).collect();
-    let ids: Vec<String> = (0..bodies_sent.len())
-        .map(|i| format!("shift-{i}"))
-        .collect();
-    let results = join_all(
-        ids.iter()
-            .zip(&bodies_sent)
-            .map(|(id, body)| upload(&client, id, body.clone())),
-    )
-    .await;
-    for result in results {
-        result.expect("upload");
-    }
-    let bodies = bodies.lock().unwrap();
-    for (i, body) in bodies_sent.iter().enumerate() {
-        assert_same_bytes(&bodies[&format!("shift-{i}")], body, &format!("upload {i}"));
-    }
+    upload_at_once(&client, &bodies, "shift", &bodies_sent).await;
     server.assert_no_errors();
 }
 
